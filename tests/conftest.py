@@ -1,0 +1,19 @@
+"""Shared fixtures: where the real vectors live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared"))
+VECTORS = SHARED / "testdata" / "vectors"
+
+
+@pytest.fixture(scope="session")
+def vectors() -> Path:
+    if not VECTORS.is_dir():
+        pytest.fail(f"test vectors not found at {VECTORS}; set VERITEE_SHARED")
+    return VECTORS
