@@ -1,0 +1,14 @@
+"""Where the CLI keeps its state by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def veritee_home() -> Path:
+    return Path(os.environ.get("VERITEE_HOME", Path.home() / ".local" / "share" / "veritee"))
+
+
+def default_cache_path() -> Path:
+    return veritee_home() / "collateral.db"

@@ -1,0 +1,290 @@
+"""Intel TDX and SGX verification on dcap-qvl.
+
+dcap-qvl checks, as of one time: the quote signature by the attestation key,
+the QE report signature by the PCK leaf, the QE report data binding, the PCK
+chain to the trusted root, both CRLs, the TCB info and QE identity signatures
+and windows, and the TCB level.  This module adds what dcap-qvl leaves to its
+caller: the report-data and init-data bindings, the debug decision as a
+policy knob, the TDX module identity, and Trustee's claim names.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from importlib import resources
+from typing import Any, Literal
+
+import dcap_qvl
+from cryptography.hazmat.primitives import serialization
+
+from veritee.errors import ParseError, VerificationError
+from veritee.pem import load_certificates
+from veritee.verifier.collateral.intel import IntelCollateralSource, fmspc_and_ca_from_quote
+from veritee.verifier import intel_claims
+from veritee.verifier.intel_diagnose import diagnose_chain_failure
+from veritee.verifier.base import (
+    TCB_NOT_SUPPORTED,
+    TCB_UNKNOWN,
+    JSON,
+    Verdict,
+    VerifyOptions,
+    pad,
+    rejected,
+)
+from veritee.verifier.intel_quote import EnclaveReport, Quote, TdReport, parse_quote
+from veritee.verifier.intel_tcb import TcbEvaluation, evaluate_tcb
+
+INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+
+TeeKind = Literal["tdx", "sgx"]
+
+
+def intel_root_ca() -> bytes:
+    """The pinned Intel SGX Root CA certificate (DER), checked against its fingerprint."""
+    der = resources.files("veritee.verifier.roots").joinpath("intel_sgx_root_ca.der").read_bytes()
+    if hashlib.sha256(der).hexdigest() != INTEL_ROOT_SHA256:
+        raise RuntimeError("packaged Intel SGX Root CA does not match its pinned fingerprint")
+    return der
+
+
+# dcap-qvl's messages, mapped to the step that failed.  First match wins, so
+# the more specific phrases come first.
+_STEPS: tuple[tuple[str, str], ...] = (
+    ("Failed to parse root CA CRL", "crl"),
+    ("InvalidCrlSignatureForPublicKey", "crl"),
+    ("Failed to load root ca", "root_ca"),
+    ("CrlExpired", "collateral_expiry"),
+    ("CertExpired", "collateral_expiry"),
+    ("CertNotValidYet", "collateral_expiry"),
+    ("expired", "collateral_expiry"),
+    ("issue date is in the future", "collateral_expiry"),
+    ("CertRevoked", "revoked"),
+    ("TCB status is invalid: Revoked", "tcb_revoked"),
+    ("Signature is invalid for tcb_info", "tcb_info_signature"),
+    ("tcb_info", "tcb_info"),
+    ("TcbInfo", "tcb_info"),
+    ("TCB Info", "tcb_info"),
+    ("non-TDX TCB info", "tcb_info"),
+    ("non-SGX TCB info", "tcb_info"),
+    ("Signature is invalid for qe_identity", "qe_identity_signature"),
+    ("QE Identity", "qe_identity"),
+    ("QeIdentity", "qe_identity"),
+    ("QE ISVSVN", "qe_identity"),
+    ("QE report validation failed", "qe_identity"),
+    ("Signature is invalid for qe_report", "qe_report_signature"),
+    ("QE report hash mismatch", "qe_report_data"),
+    ("ISV enclave report signature is invalid", "quote_signature"),
+    ("Fmspc mismatch", "fmspc"),
+    ("No matching TCB level found", "tcb_level"),
+    ("TDX module", "tdx_module"),
+    ("Debug mode is enabled", "debug"),
+    ("TD profiling is enabled", "debug"),
+    ("Invalid MR service TD", "td_attributes"),
+    ("TD attributes", "td_attributes"),
+    ("SEPT_VE_DISABLE", "td_attributes"),
+    ("TD migration", "td_attributes"),
+    ("SERVTD_EXT", "td_attributes"),
+    ("certificate chain", "pck_chain"),
+    ("PCK", "pck_chain"),
+    ("UnknownIssuer", "pck_chain"),
+    ("BadSignature", "pck_chain"),
+    ("CRL", "crl"),
+    ("Unknown QE vendor ID", "parse"),
+    ("quote", "parse"),
+)
+
+
+def classify_qvl_error(message: str) -> str:
+    """Name the verification step behind one of dcap-qvl's error messages."""
+    for phrase, step in _STEPS:
+        if phrase in message:
+            return step
+    return "dcap_qvl"
+
+
+def _qvl_message(exc: Exception) -> str:
+    text = str(exc)
+    prefix = "Verification failed: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def unwrap_evidence(evidence: bytes) -> bytes:
+    """Accept a raw quote or Trustee's ``{"quote": "<base64>", ...}`` evidence JSON."""
+    if not evidence.lstrip().startswith(b"{"):
+        return evidence
+    try:
+        doc = json.loads(evidence)
+        quote_b64 = doc["quote"]
+        return base64.b64decode(quote_b64 + "=" * (-len(quote_b64) % 4), validate=False)
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise ParseError("intel evidence json", f"no base64 'quote' member: {exc}") from exc
+
+
+class IntelVerifier:
+    """Verifies TDX (v4/v5) or SGX (v3) quotes to a pinned root with dcap-qvl."""
+
+    def __init__(self, tee: TeeKind, *, collateral: IntelCollateralSource | None,
+                 root_ca_der: bytes | None = None) -> None:
+        self.tee = tee
+        self._collateral = collateral
+        self._root = root_ca_der if root_ca_der is not None else intel_root_ca()
+
+    def verify(self, evidence: bytes, options: VerifyOptions) -> Verdict:
+        raw = unwrap_evidence(evidence)
+        quote = parse_quote(raw)
+        if quote.tee != self.tee:
+            raise ParseError(f"{self.tee} quote", f"this is an {quote.tee.upper()} quote")
+        claims = intel_claims.tdx_claims(quote) if self.tee == "tdx" else intel_claims.sgx_claims(quote)
+        try:
+            self._check_root(quote)
+            collateral_text = self._collateral_text(raw, options)
+            coll = dcap_qvl.QuoteCollateralV3.from_json(collateral_text)
+        except VerificationError as exc:
+            return rejected(self.tee, exc, claims=claims)
+        except ValueError as exc:
+            return rejected(self.tee, VerificationError("collateral", f"malformed collateral: {exc}"),
+                            claims=claims)
+        now = options.unix_time()
+        try:
+            qvl = self._verify_qvl(raw, coll, now)
+        except ValueError as exc:
+            return self._qvl_failure(quote, collateral_text, claims, _qvl_message(exc), options)
+        claims.update(intel_claims.supplemental_claims(qvl))
+        try:
+            claims.update(_module_claims(self._evaluate(quote, collateral_text)))
+        except VerificationError as exc:
+            return rejected(self.tee, exc, claims=claims)
+        status = str(qvl["tcb"]["status"])
+        advisories = tuple(qvl["tcb"]["advisory_ids"])
+        return self._bindings(quote, claims, status, advisories, options)
+
+    def _check_root(self, quote: Quote) -> None:
+        """Name an untrusted root up front, rather than as a CRL signature failure."""
+        try:
+            chain = load_certificates(quote.pck_chain_pem)
+        except ParseError as exc:
+            raise VerificationError("pck_chain", str(exc)) from exc
+        for cert in chain:
+            if cert.subject != cert.issuer:
+                continue
+            der = cert.public_bytes(serialization.Encoding.DER)
+            if not hmac.compare_digest(der, self._root):
+                raise VerificationError(
+                    "root_ca", f"the PCK chain ends in an untrusted root "
+                    f"'{cert.subject.rfc4514_string()}' (SHA-256 {hashlib.sha256(der).hexdigest()})")
+
+    def _verify_qvl(self, raw: bytes, coll: Any, now: int) -> JSON:
+        verifier = dcap_qvl.QuoteVerifier(self._root)
+        claims = verifier.verify_with_policy(raw, coll, now, dcap_qvl.QuotePolicy.claims_only(now))
+        result: JSON = json.loads(claims.to_json())
+        return result
+
+    def _collateral_text(self, raw: bytes, options: VerifyOptions) -> str:
+        if self._collateral is None:
+            raise VerificationError("collateral", "no Intel collateral given "
+                                    "(use --collateral FILE or --pccs URL)")
+        try:
+            fmspc, ca = fmspc_and_ca_from_quote(raw)
+        except (ParseError, ValueError) as exc:
+            raise VerificationError("pck_chain", f"cannot read the PCK certificate: {exc}") from exc
+        return self._collateral.collateral_for(tee=self.tee, fmspc=fmspc, ca=ca,
+                                               at=options.when())
+
+    def _evaluate(self, quote: Quote, collateral_text: str) -> TcbEvaluation:
+        coll = json.loads(collateral_text)
+        pck = dcap_qvl.parse_quote(quote.raw).pck_extension()
+        body = quote.body
+        try:
+            return self._evaluate_inner(coll, pck, quote)
+        except ParseError as exc:
+            raise VerificationError("tcb_info", str(exc)) from exc
+
+    def _evaluate_inner(self, coll: JSON, pck: Any, quote: Quote) -> TcbEvaluation:
+        body = quote.body
+        return evaluate_tcb(
+            tee=self.tee,
+            tcb_info_json=coll["tcb_info"],
+            qe_identity_json=coll["qe_identity"],
+            cpu_svn=bytes(pck.cpu_svn),
+            pce_svn=int(pck.pce_svn),
+            tee_tcb_svn=body.tee_tcb_svn if isinstance(body, TdReport) else None,
+            tee_tcb_svn2=body.tee_tcb_svn2 if isinstance(body, TdReport) else None,
+            qe_isvsvn=quote.auth.qe_report.isv_svn,
+        )
+
+    def _qvl_failure(self, quote: Quote, collateral_text: str, claims: JSON, message: str,
+                     options: VerifyOptions) -> Verdict:
+        step = classify_qvl_error(message)
+        if step == "pck_chain" and "Failed to verify certificate chain" in message:
+            coll = json.loads(collateral_text)
+            step, reason = diagnose_chain_failure(
+                quote.pck_chain_pem, bytes.fromhex(coll["pck_crl"]),
+                bytes.fromhex(coll["root_ca_crl"]), self._root, options.when())
+            message = f"{message}: {reason}"
+        if step == "tcb_level":
+            return rejected(self.tee, VerificationError(step, message),
+                            tcb_status=TCB_NOT_SUPPORTED, claims=claims)
+        if step not in ("debug", "tcb_revoked"):
+            return rejected(self.tee, VerificationError(step, message), claims=claims)
+        # dcap-qvl reached its last checks: every signature, chain, CRL and the TCB
+        # level passed.  Evaluate the (now verified) TCB info to report the status.
+        try:
+            evaluation = self._evaluate(quote, collateral_text)
+        except VerificationError as exc:
+            return rejected(self.tee, exc, claims=claims)
+        claims.update(_module_claims(evaluation))
+        claims.update({"tcb_status": evaluation.status, "tcb_date": evaluation.tcb_date,
+                       "advisory_ids": list(evaluation.advisory_ids)})
+        if step == "debug" and options.allow_debug:
+            return self._bindings(quote, claims, evaluation.status, evaluation.advisory_ids,
+                                  options)
+        detail = message
+        if step == "debug":
+            detail = f"{message}: the {'TD' if self.tee == 'tdx' else 'enclave'} runs in debug " \
+                     "mode, so its memory is readable by the host (allow with --allow-debug)"
+        return rejected(self.tee, VerificationError(step, detail), tcb_status=evaluation.status,
+                        advisory_ids=evaluation.advisory_ids, claims=claims)
+
+    def _bindings(self, quote: Quote, claims: JSON, status: str, advisories: tuple[str, ...],
+                  options: VerifyOptions) -> Verdict:
+        body = quote.body
+        if options.report_data is not None and not hmac.compare_digest(
+                pad(options.report_data, 64), body.report_data):
+            return rejected(self.tee, VerificationError(
+                "report_data", "the quote's REPORTDATA does not match the expected report data"),
+                tcb_status=status, advisory_ids=advisories, claims=claims)
+        if options.init_data is not None:
+            field, size, name = ((body.mr_config_id, 48, "MRCONFIGID") if isinstance(body, TdReport)
+                                 else (_config_id(body), 64, "CONFIGID"))
+            if not hmac.compare_digest(pad(options.init_data, size), field):
+                return rejected(self.tee, VerificationError(
+                    "init_data", f"the quote's {name} does not match the expected init data"),
+                    tcb_status=status, advisory_ids=advisories, claims=claims)
+        return Verdict(tee=self.tee, verified=True, tcb_status=status, advisory_ids=advisories,
+                       claims=claims)
+
+
+def _config_id(body: EnclaveReport) -> bytes:
+    return body.config_id
+
+
+def _module_claims(evaluation: TcbEvaluation) -> JSON:
+    module = evaluation.module
+    if module is None:
+        return {}
+    return {"tdx_module": {
+        "id": module.id,
+        "mrsigner": module.mrsigner,
+        "isvsvn": module.isvsvn,
+        "tcb_status": module.tcb_status,
+        "tcb_date": module.tcb_date,
+        "advisory_ids": list(module.advisory_ids),
+    }}
+
+
+__all__ = ["TCB_UNKNOWN", "IntelCollateralSource", "IntelVerifier", "classify_qvl_error",
+           "intel_root_ca", "unwrap_evidence"]
