@@ -3,15 +3,21 @@
 dcap-qvl checks, as of one time: the quote signature by the attestation key,
 the QE report signature by the PCK leaf, the QE report data binding, the PCK
 chain to the trusted root, both CRLs, the TCB info and QE identity signatures
-and windows, and the TCB level.  This module adds what dcap-qvl leaves to its
-caller: the report-data and init-data bindings, the debug decision as a
-policy knob, the TDX module identity, and Trustee's claim names.
+and windows, and the TCB level.  It alone decides acceptance.  This module
+adds what dcap-qvl leaves to its caller: the report-data and init-data
+bindings, the debug decision as a policy knob, the TDX module identity,
+Trustee's claim names, and a precise name for each failing step.
+
+Work that depends only on the platform (its PCK chain) or on the collateral
+bundle is cached, since every quote of a platform repeats it; the quote's own
+signatures are checked every time.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -22,20 +28,20 @@ import dcap_qvl
 from cryptography.hazmat.primitives import serialization
 
 from veritee.errors import ParseError, VerificationError
-from veritee.pem import load_certificates
-from veritee.verifier.collateral.intel import IntelCollateralSource, fmspc_and_ca_from_quote
 from veritee.verifier import intel_claims
-from veritee.verifier.intel_diagnose import diagnose_chain_failure
 from veritee.verifier.base import (
     TCB_NOT_SUPPORTED,
-    TCB_UNKNOWN,
     JSON,
     Verdict,
     VerifyOptions,
     pad,
     rejected,
 )
-from veritee.verifier.intel_quote import EnclaveReport, Quote, TdReport, parse_quote
+from veritee.verifier.collateral.intel import IntelCollateralSource
+from veritee.verifier.intel_collateral_facts import CollateralFacts, collateral_facts
+from veritee.verifier.intel_diagnose import diagnose_chain_failure
+from veritee.verifier.intel_pck import PckInfo, parse_pck_chain
+from veritee.verifier.intel_quote import Quote, TdReport, parse_quote
 from veritee.verifier.intel_tcb import TcbEvaluation, evaluate_tcb
 
 INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
@@ -43,6 +49,7 @@ INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab
 TeeKind = Literal["tdx", "sgx"]
 
 
+@functools.cache
 def intel_root_ca() -> bytes:
     """The pinned Intel SGX Root CA certificate (DER), checked against its fingerprint."""
     der = resources.files("veritee.verifier.roots").joinpath("intel_sgx_root_ca.der").read_bytes()
@@ -107,9 +114,7 @@ def classify_qvl_error(message: str) -> str:
 
 
 def _qvl_message(exc: Exception) -> str:
-    text = str(exc)
-    prefix = "Verification failed: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return str(exc).removeprefix("Verification failed: ")
 
 
 def unwrap_evidence(evidence: bytes) -> bytes:
@@ -122,6 +127,36 @@ def unwrap_evidence(evidence: bytes) -> bytes:
         return base64.b64decode(quote_b64 + "=" * (-len(quote_b64) % 4), validate=False)
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise ParseError("intel evidence json", f"no base64 'quote' member: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _untrusted_root(pck_chain_pem: bytes, root_der: bytes) -> str | None:
+    """Describe a self-issued root in the chain that is not the trusted root, if any."""
+    for cert in parse_pck_chain(pck_chain_pem).chain:
+        if cert.subject != cert.issuer:
+            continue
+        der = cert.public_bytes(serialization.Encoding.DER)
+        if not hmac.compare_digest(der, root_der):
+            return (f"the PCK chain ends in an untrusted root '{cert.subject.rfc4514_string()}' "
+                    f"(SHA-256 {hashlib.sha256(der).hexdigest()})")
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _collateral_object(collateral_text: str) -> Any:
+    return dcap_qvl.QuoteCollateralV3.from_json(collateral_text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _evaluate(tee: TeeKind, tcb_info: str, qe_identity: str, cpu_svn: bytes, pce_svn: int,
+              tee_tcb_svn: bytes | None, tee_tcb_svn2: bytes | None,
+              qe_isvsvn: int) -> TcbEvaluation:
+    try:
+        return evaluate_tcb(tee=tee, tcb_info_json=tcb_info, qe_identity_json=qe_identity,
+                            cpu_svn=cpu_svn, pce_svn=pce_svn, tee_tcb_svn=tee_tcb_svn,
+                            tee_tcb_svn2=tee_tcb_svn2, qe_isvsvn=qe_isvsvn)
+    except ParseError as exc:
+        raise VerificationError("tcb_info", str(exc)) from exc
 
 
 class IntelVerifier:
@@ -140,87 +175,58 @@ class IntelVerifier:
             raise ParseError(f"{self.tee} quote", f"this is an {quote.tee.upper()} quote")
         claims = intel_claims.tdx_claims(quote) if self.tee == "tdx" else intel_claims.sgx_claims(quote)
         try:
-            self._check_root(quote)
-            collateral_text = self._collateral_text(raw, options)
-            coll = dcap_qvl.QuoteCollateralV3.from_json(collateral_text)
+            pck = self._platform(quote)
+            text = self._collateral_text(pck, options)
+            coll = _collateral_object(text)
+            facts = collateral_facts(text, quote.pck_chain_pem, self._root)
         except VerificationError as exc:
             return rejected(self.tee, exc, claims=claims)
-        except ValueError as exc:
+        except (ParseError, ValueError) as exc:
             return rejected(self.tee, VerificationError("collateral", f"malformed collateral: {exc}"),
                             claims=claims)
-        now = options.unix_time()
         try:
-            qvl = self._verify_qvl(raw, coll, now)
+            report = dcap_qvl.verify_with_root_ca(raw, coll, self._root, options.unix_time())
         except ValueError as exc:
-            return self._qvl_failure(quote, collateral_text, claims, _qvl_message(exc), options)
-        claims.update(intel_claims.supplemental_claims(qvl))
+            return self._qvl_failure(quote, pck, text, facts, claims, _qvl_message(exc), options)
         try:
-            claims.update(_module_claims(self._evaluate(quote, collateral_text)))
+            evaluation = self._evaluate(quote, pck, facts)
         except VerificationError as exc:
             return rejected(self.tee, exc, claims=claims)
-        status = str(qvl["tcb"]["status"])
-        advisories = tuple(qvl["tcb"]["advisory_ids"])
+        status, advisories = str(report.status), tuple(report.advisory_ids)
+        claims.update(intel_claims.supplemental_claims(
+            pck, facts, evaluation, status=status, advisory_ids=advisories))
         return self._bindings(quote, claims, status, advisories, options)
 
-    def _check_root(self, quote: Quote) -> None:
-        """Name an untrusted root up front, rather than as a CRL signature failure."""
+    def _platform(self, quote: Quote) -> PckInfo:
         try:
-            chain = load_certificates(quote.pck_chain_pem)
+            pck = parse_pck_chain(quote.pck_chain_pem)
         except ParseError as exc:
             raise VerificationError("pck_chain", str(exc)) from exc
-        for cert in chain:
-            if cert.subject != cert.issuer:
-                continue
-            der = cert.public_bytes(serialization.Encoding.DER)
-            if not hmac.compare_digest(der, self._root):
-                raise VerificationError(
-                    "root_ca", f"the PCK chain ends in an untrusted root "
-                    f"'{cert.subject.rfc4514_string()}' (SHA-256 {hashlib.sha256(der).hexdigest()})")
+        problem = _untrusted_root(quote.pck_chain_pem, self._root)
+        if problem is not None:
+            raise VerificationError("root_ca", problem)
+        return pck
 
-    def _verify_qvl(self, raw: bytes, coll: Any, now: int) -> JSON:
-        verifier = dcap_qvl.QuoteVerifier(self._root)
-        claims = verifier.verify_with_policy(raw, coll, now, dcap_qvl.QuotePolicy.claims_only(now))
-        result: JSON = json.loads(claims.to_json())
-        return result
-
-    def _collateral_text(self, raw: bytes, options: VerifyOptions) -> str:
+    def _collateral_text(self, pck: PckInfo, options: VerifyOptions) -> str:
         if self._collateral is None:
             raise VerificationError("collateral", "no Intel collateral given "
                                     "(use --collateral FILE or --pccs URL)")
-        try:
-            fmspc, ca = fmspc_and_ca_from_quote(raw)
-        except (ParseError, ValueError) as exc:
-            raise VerificationError("pck_chain", f"cannot read the PCK certificate: {exc}") from exc
-        return self._collateral.collateral_for(tee=self.tee, fmspc=fmspc, ca=ca,
+        return self._collateral.collateral_for(tee=self.tee, fmspc=pck.fmspc, ca=pck.ca,
                                                at=options.when())
 
-    def _evaluate(self, quote: Quote, collateral_text: str) -> TcbEvaluation:
-        coll = json.loads(collateral_text)
-        pck = dcap_qvl.parse_quote(quote.raw).pck_extension()
+    def _evaluate(self, quote: Quote, pck: PckInfo, facts: CollateralFacts) -> TcbEvaluation:
         body = quote.body
-        try:
-            return self._evaluate_inner(coll, pck, quote)
-        except ParseError as exc:
-            raise VerificationError("tcb_info", str(exc)) from exc
+        td = body if isinstance(body, TdReport) else None
+        return _evaluate(self.tee, facts.tcb_info_text, facts.qe_identity_text, pck.cpu_svn,
+                         pck.pce_svn,
+                         td.tee_tcb_svn if td else None, td.tee_tcb_svn2 if td else None,
+                         quote.auth.qe_report.isv_svn)
 
-    def _evaluate_inner(self, coll: JSON, pck: Any, quote: Quote) -> TcbEvaluation:
-        body = quote.body
-        return evaluate_tcb(
-            tee=self.tee,
-            tcb_info_json=coll["tcb_info"],
-            qe_identity_json=coll["qe_identity"],
-            cpu_svn=bytes(pck.cpu_svn),
-            pce_svn=int(pck.pce_svn),
-            tee_tcb_svn=body.tee_tcb_svn if isinstance(body, TdReport) else None,
-            tee_tcb_svn2=body.tee_tcb_svn2 if isinstance(body, TdReport) else None,
-            qe_isvsvn=quote.auth.qe_report.isv_svn,
-        )
-
-    def _qvl_failure(self, quote: Quote, collateral_text: str, claims: JSON, message: str,
-                     options: VerifyOptions) -> Verdict:
+    def _qvl_failure(self, quote: Quote, pck: PckInfo, text: str, facts: CollateralFacts,
+                     claims: JSON, message: str, options: VerifyOptions) -> Verdict:
         step = classify_qvl_error(message)
         if step == "pck_chain" and "Failed to verify certificate chain" in message:
-            coll = json.loads(collateral_text)
+            coll = json.loads(text)
             step, reason = diagnose_chain_failure(
                 quote.pck_chain_pem, bytes.fromhex(coll["pck_crl"]),
                 bytes.fromhex(coll["root_ca_crl"]), self._root, options.when())
@@ -233,20 +239,20 @@ class IntelVerifier:
         # dcap-qvl reached its last checks: every signature, chain, CRL and the TCB
         # level passed.  Evaluate the (now verified) TCB info to report the status.
         try:
-            evaluation = self._evaluate(quote, collateral_text)
+            evaluation = self._evaluate(quote, pck, facts)
         except VerificationError as exc:
             return rejected(self.tee, exc, claims=claims)
-        claims.update(_module_claims(evaluation))
-        claims.update({"tcb_status": evaluation.status, "tcb_date": evaluation.tcb_date,
-                       "advisory_ids": list(evaluation.advisory_ids)})
+        claims.update(intel_claims.supplemental_claims(
+            pck, facts, evaluation, status=evaluation.status,
+            advisory_ids=evaluation.advisory_ids))
         if step == "debug" and options.allow_debug:
             return self._bindings(quote, claims, evaluation.status, evaluation.advisory_ids,
                                   options)
-        detail = message
         if step == "debug":
-            detail = f"{message}: the {'TD' if self.tee == 'tdx' else 'enclave'} runs in debug " \
-                     "mode, so its memory is readable by the host (allow with --allow-debug)"
-        return rejected(self.tee, VerificationError(step, detail), tcb_status=evaluation.status,
+            who = "TD" if self.tee == "tdx" else "enclave"
+            message = (f"{message}: the {who} runs in debug mode, so the host can read its "
+                       "memory (accept it with --allow-debug)")
+        return rejected(self.tee, VerificationError(step, message), tcb_status=evaluation.status,
                         advisory_ids=evaluation.advisory_ids, claims=claims)
 
     def _bindings(self, quote: Quote, claims: JSON, status: str, advisories: tuple[str, ...],
@@ -259,7 +265,7 @@ class IntelVerifier:
                 tcb_status=status, advisory_ids=advisories, claims=claims)
         if options.init_data is not None:
             field, size, name = ((body.mr_config_id, 48, "MRCONFIGID") if isinstance(body, TdReport)
-                                 else (_config_id(body), 64, "CONFIGID"))
+                                 else (body.config_id, 64, "CONFIGID"))
             if not hmac.compare_digest(pad(options.init_data, size), field):
                 return rejected(self.tee, VerificationError(
                     "init_data", f"the quote's {name} does not match the expected init data"),
@@ -268,23 +274,4 @@ class IntelVerifier:
                        claims=claims)
 
 
-def _config_id(body: EnclaveReport) -> bytes:
-    return body.config_id
-
-
-def _module_claims(evaluation: TcbEvaluation) -> JSON:
-    module = evaluation.module
-    if module is None:
-        return {}
-    return {"tdx_module": {
-        "id": module.id,
-        "mrsigner": module.mrsigner,
-        "isvsvn": module.isvsvn,
-        "tcb_status": module.tcb_status,
-        "tcb_date": module.tcb_date,
-        "advisory_ids": list(module.advisory_ids),
-    }}
-
-
-__all__ = ["TCB_UNKNOWN", "IntelCollateralSource", "IntelVerifier", "classify_qvl_error",
-           "intel_root_ca", "unwrap_evidence"]
+__all__ = ["IntelVerifier", "classify_qvl_error", "intel_root_ca", "unwrap_evidence"]

@@ -8,10 +8,12 @@ Trustee emits as raw little-endian bytes kept as hex too.  The DCAP
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
+from veritee.verifier.intel_collateral_facts import CollateralFacts
+from veritee.verifier.intel_pck import PckInfo
 from veritee.verifier.intel_quote import EnclaveReport, Quote, TdReport
+from veritee.verifier.intel_tcb import TcbEvaluation
 
 JSON = dict[str, Any]
 _SGX_TYPES = {0: "Standard", 1: "Scalable", 2: "ScalableWithIntegrity"}
@@ -120,52 +122,40 @@ def sgx_claims(quote: Quote) -> JSON:
     }
 
 
-def _date(epoch: int | None) -> str | None:
-    if epoch is None:
-        return None
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _flag(value: object) -> bool | None:
-    if value is None:
-        return None
-    return str(value).lower() == "true"
-
-
-def supplemental_claims(qvl: JSON) -> JSON:
-    """Map dcap-qvl's ``QuoteClaims`` JSON onto Trustee's DCAP supplemental keys."""
-    platform = qvl.get("platform", {})
-    pck = platform.get("pck", {})
-    level = platform.get("tcb_level", {})
-    tcb = qvl.get("tcb", {})
+def supplemental_claims(pck: PckInfo, facts: CollateralFacts, evaluation: TcbEvaluation, *,
+                        status: str, advisory_ids: tuple[str, ...]) -> JSON:
+    """Trustee's DCAP supplemental keys, from the verified platform and collateral."""
     out: JSON = {
-        "tcb_status": tcb.get("status"),
-        "tcb_date": level.get("tcbDate"),
-        "advisory_ids": list(tcb.get("advisory_ids", [])),
+        "tcb_status": status,
+        "tcb_date": evaluation.tcb_date,
+        "advisory_ids": list(advisory_ids),
         "collateral_expiration_status": "0",
-        "earliest_expiration_date": _date(qvl.get("earliest_expiration_date")),
-        "earliest_issue_date": _date(qvl.get("earliest_issue_date")),
-        "latest_issue_date": _date(qvl.get("latest_issue_date")),
-        "pck_crl_num": platform.get("pck_crl_num"),
-        "root_ca_crl_num": platform.get("root_ca_crl_num"),
-        "root_key_id": bytes(platform.get("root_key_id", [])).hex(),
-        "tcb_eval_num": tcb.get("eval_data_number"),
-        "sgx_type": _SGX_TYPES.get(pck.get("sgx_type", -1), "Unknown"),
-        "fmspc": bytes(pck.get("fmspc", [])).hex(),
-        "pce_id": bytes(pck.get("pce_id", [])).hex(),
+        "earliest_expiration_date": facts.earliest_expiration_date,
+        "earliest_issue_date": facts.earliest_issue_date,
+        "latest_issue_date": facts.latest_issue_date,
+        "pck_crl_num": facts.pck_crl_num,
+        "root_ca_crl_num": facts.root_ca_crl_num,
+        "root_key_id": facts.root_key_id,
+        "tcb_eval_num": evaluation.tcb_eval_data_number,
+        "sgx_type": _SGX_TYPES.get(pck.sgx_type, "Unknown"),
+        "fmspc": pck.fmspc.lower(),
+        "pce_id": pck.pce_id.hex(),
     }
-    for key, src in (("is_cached_keys", "cached_keys"), ("is_dynamic_platform", "dynamic_platform"),
-                     ("is_smt_enabled", "smt_enabled")):
-        flag = _flag(pck.get(src))
+    for key, flag in (("is_cached_keys", pck.cached_keys),
+                      ("is_dynamic_platform", pck.dynamic_platform),
+                      ("is_smt_enabled", pck.smt_enabled)):
         if flag is not None:
             out[key] = flag
-    if pck.get("platform_instance_id"):
-        out["platform_instance_id"] = bytes(pck["platform_instance_id"]).hex()
-    if pck.get("platform_provider_id"):
-        out["platform_provider_id"] = bytes(pck["platform_provider_id"]).hex()
-    current = platform.get("current_tcb_level")
-    if current:
-        out["tcb_status_current"] = current.get("tcbStatus")
-        out["tcb_date_current"] = current.get("tcbDate")
-        out["advisory_ids_current"] = list(current.get("advisoryIDs", []))
+    if pck.platform_instance_id is not None:
+        out["platform_instance_id"] = pck.platform_instance_id.hex()
+    module = evaluation.module
+    if module is not None:
+        out["tdx_module"] = {
+            "id": module.id,
+            "mrsigner": module.mrsigner,
+            "isvsvn": module.isvsvn,
+            "tcb_status": module.tcb_status,
+            "tcb_date": module.tcb_date,
+            "advisory_ids": list(module.advisory_ids),
+        }
     return out

@@ -1,0 +1,128 @@
+"""Verification cost: ours against the floor, measured side by side in one run.
+
+- TDX and SGX: ``IntelVerifier.verify`` (parse, claims, dcap-qvl, bindings) against
+  a raw ``dcap_qvl.verify`` of the same quote and collateral.
+- SNP: ``SnpVerifier.verify`` against a bare ``cryptography`` P-384 verify of the
+  same report's signature (the least any verifier must do).
+
+The two sides alternate in rounds so that machine noise hits both alike.  The
+last line of output is one JSON object of the figures.
+
+    python benchmarks/verify.py [--rounds N] [--iterations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dcap_qvl
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from veritee.verifier.base import VerifyOptions
+from veritee.verifier.collateral.intel import FileCollateral
+from veritee.verifier.intel import IntelVerifier
+from veritee.verifier.snp import SnpVerifier
+
+REPO = Path(__file__).resolve().parents[1]
+VECTORS = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared")) / "testdata" / "vectors"
+
+
+def _utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _per_call_ms(fn: Callable[[], object], iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iterations):
+        fn()
+    return (time.perf_counter() - start) * 1000 / iterations
+
+
+def side_by_side(ours: Callable[[], object], floor: Callable[[], object], rounds: int,
+                 iterations: int) -> tuple[float, float]:
+    """Median per-call ms of each side over alternating rounds."""
+    ours(), floor()  # warm caches and imports
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(_per_call_ms(ours, iterations))
+        b.append(_per_call_ms(floor, iterations))
+    return statistics.median(a), statistics.median(b)
+
+
+def intel_case(quote: str, collateral: str, tee: str, at: str, rounds: int,
+               iterations: int) -> tuple[float, float]:
+    raw = (VECTORS / quote).read_bytes()
+    path = VECTORS / collateral
+    when = _utc(at)
+    now = int(when.timestamp())
+    coll = dcap_qvl.QuoteCollateralV3.from_json(path.read_text())
+    verifier = IntelVerifier("tdx" if tee == "tdx" else "sgx", collateral=FileCollateral(path))
+    options = VerifyOptions(at=when)
+    verdict = verifier.verify(raw, options)
+    assert verdict.verified, verdict.error
+    return side_by_side(lambda: verifier.verify(raw, options),
+                        lambda: dcap_qvl.verify(raw, coll, now), rounds, iterations)
+
+
+def snp_case(rounds: int, iterations: int) -> tuple[float, float]:
+    report = (VECTORS / "virtee-sev/report_milan.hex").read_bytes()
+    raw = bytes.fromhex(report.decode().strip().removeprefix("0x"))
+    vcek_der = (VECTORS / "virtee-sev/vcek_milan.der").read_bytes()
+    verifier = SnpVerifier(cert_chain=vcek_der)
+    options = VerifyOptions(at=_utc("2025-01-01T00:00:00Z"))
+    verdict = verifier.verify(raw, options)
+    assert verdict.verified, verdict.error
+    key = x509.load_der_x509_certificate(vcek_der).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    r = int.from_bytes(raw[0x2A0:0x2A0 + 72], "little")
+    s = int.from_bytes(raw[0x2A0 + 72:0x2A0 + 144], "little")
+    signature = utils.encode_dss_signature(r, s)
+    signed = raw[:0x2A0]
+
+    def floor() -> None:
+        key.verify(signature, signed, ec.ECDSA(hashes.SHA384()))
+
+    return side_by_side(lambda: verifier.verify(raw, options), floor, rounds, iterations)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--iterations", type=int, default=200)
+    args = parser.parse_args()
+    tdx = intel_case("dcap-qvl/tdx_quote", "dcap-qvl/tdx_quote_collateral.json", "tdx",
+                     "2025-07-19T10:00:34Z", args.rounds, args.iterations)
+    sgx = intel_case("dcap-qvl/sgx_quote", "dcap-qvl/sgx_quote_collateral.json", "sgx",
+                     "2025-07-19T10:01:17Z", args.rounds, args.iterations)
+    snp = snp_case(args.rounds, args.iterations)
+    figures = {
+        "tdx_ours_ms": round(tdx[0], 4), "tdx_raw_ms": round(tdx[1], 4),
+        "tdx_ratio": round(tdx[0] / tdx[1], 3),
+        "sgx_ours_ms": round(sgx[0], 4), "sgx_raw_ms": round(sgx[1], 4),
+        "sgx_ratio": round(sgx[0] / sgx[1], 3),
+        "snp_ours_ms": round(snp[0], 4), "snp_floor_ms": round(snp[1], 4),
+        "snp_ratio": round(snp[0] / snp[1], 3),
+        "rounds": args.rounds, "iterations": args.iterations,
+        "quote_sha256": hashlib.sha256((VECTORS / "dcap-qvl/tdx_quote").read_bytes()).hexdigest()[:16],
+    }
+    print(f"TDX v4 (T1)  ours {tdx[0]:.3f} ms  raw dcap_qvl.verify {tdx[1]:.3f} ms  "
+          f"ratio {figures['tdx_ratio']}")
+    print(f"SGX v3 (S1)  ours {sgx[0]:.3f} ms  raw dcap_qvl.verify {sgx[1]:.3f} ms  "
+          f"ratio {figures['sgx_ratio']}")
+    print(f"SNP Milan    ours {snp[0]:.3f} ms  bare P-384 verify   {snp[1]:.3f} ms  "
+          f"ratio {figures['snp_ratio']}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
