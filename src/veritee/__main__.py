@@ -1,0 +1,5 @@
+"""``python -m veritee``."""
+
+from veritee.cli import main
+
+main()
