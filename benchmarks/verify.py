@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dcap_qvl
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from veritee.pem import load_certificates
 from veritee.verifier.base import VerifyOptions
 from veritee.verifier.collateral.intel import FileCollateral
 from veritee.verifier.intel import IntelVerifier
@@ -48,8 +48,9 @@ def _per_call_ms(fn: Callable[[], object], iterations: int) -> float:
     return (time.perf_counter() - start) * 1000 / iterations
 
 
-def side_by_side(ours: Callable[[], object], floor: Callable[[], object], rounds: int,
-                 iterations: int) -> tuple[float, float]:
+def side_by_side(
+    ours: Callable[[], object], floor: Callable[[], object], rounds: int, iterations: int
+) -> tuple[float, float]:
     """Median per-call ms of each side over alternating rounds."""
     ours(), floor()  # warm caches and imports
     a, b = [], []
@@ -59,8 +60,9 @@ def side_by_side(ours: Callable[[], object], floor: Callable[[], object], rounds
     return statistics.median(a), statistics.median(b)
 
 
-def intel_case(quote: str, collateral: str, tee: str, at: str, rounds: int,
-               iterations: int) -> tuple[float, float]:
+def intel_case(
+    quote: str, collateral: str, tee: str, at: str, rounds: int, iterations: int
+) -> tuple[float, float]:
     raw = (VECTORS / quote).read_bytes()
     path = VECTORS / collateral
     when = _utc(at)
@@ -70,8 +72,12 @@ def intel_case(quote: str, collateral: str, tee: str, at: str, rounds: int,
     options = VerifyOptions(at=when)
     verdict = verifier.verify(raw, options)
     assert verdict.verified, verdict.error
-    return side_by_side(lambda: verifier.verify(raw, options),
-                        lambda: dcap_qvl.verify(raw, coll, now), rounds, iterations)
+    return side_by_side(
+        lambda: verifier.verify(raw, options),
+        lambda: dcap_qvl.verify(raw, coll, now),
+        rounds,
+        iterations,
+    )
 
 
 def snp_case(rounds: int, iterations: int) -> tuple[float, float]:
@@ -82,10 +88,10 @@ def snp_case(rounds: int, iterations: int) -> tuple[float, float]:
     options = VerifyOptions(at=_utc("2025-01-01T00:00:00Z"))
     verdict = verifier.verify(raw, options)
     assert verdict.verified, verdict.error
-    key = x509.load_der_x509_certificate(vcek_der).public_key()
+    key = load_certificates(vcek_der)[0].public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey)
-    r = int.from_bytes(raw[0x2A0:0x2A0 + 72], "little")
-    s = int.from_bytes(raw[0x2A0 + 72:0x2A0 + 144], "little")
+    r = int.from_bytes(raw[0x2A0 : 0x2A0 + 72], "little")
+    s = int.from_bytes(raw[0x2A0 + 72 : 0x2A0 + 144], "little")
     signature = utils.encode_dss_signature(r, s)
     signed = raw[:0x2A0]
 
@@ -100,27 +106,51 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=200)
     args = parser.parse_args()
-    tdx = intel_case("dcap-qvl/tdx_quote", "dcap-qvl/tdx_quote_collateral.json", "tdx",
-                     "2025-07-19T10:00:34Z", args.rounds, args.iterations)
-    sgx = intel_case("dcap-qvl/sgx_quote", "dcap-qvl/sgx_quote_collateral.json", "sgx",
-                     "2025-07-19T10:01:17Z", args.rounds, args.iterations)
+    tdx = intel_case(
+        "dcap-qvl/tdx_quote",
+        "dcap-qvl/tdx_quote_collateral.json",
+        "tdx",
+        "2025-07-19T10:00:34Z",
+        args.rounds,
+        args.iterations,
+    )
+    sgx = intel_case(
+        "dcap-qvl/sgx_quote",
+        "dcap-qvl/sgx_quote_collateral.json",
+        "sgx",
+        "2025-07-19T10:01:17Z",
+        args.rounds,
+        args.iterations,
+    )
     snp = snp_case(args.rounds, args.iterations)
     figures = {
-        "tdx_ours_ms": round(tdx[0], 4), "tdx_raw_ms": round(tdx[1], 4),
+        "tdx_ours_ms": round(tdx[0], 4),
+        "tdx_raw_ms": round(tdx[1], 4),
         "tdx_ratio": round(tdx[0] / tdx[1], 3),
-        "sgx_ours_ms": round(sgx[0], 4), "sgx_raw_ms": round(sgx[1], 4),
+        "sgx_ours_ms": round(sgx[0], 4),
+        "sgx_raw_ms": round(sgx[1], 4),
         "sgx_ratio": round(sgx[0] / sgx[1], 3),
-        "snp_ours_ms": round(snp[0], 4), "snp_floor_ms": round(snp[1], 4),
+        "snp_ours_ms": round(snp[0], 4),
+        "snp_floor_ms": round(snp[1], 4),
         "snp_ratio": round(snp[0] / snp[1], 3),
-        "rounds": args.rounds, "iterations": args.iterations,
-        "quote_sha256": hashlib.sha256((VECTORS / "dcap-qvl/tdx_quote").read_bytes()).hexdigest()[:16],
+        "rounds": args.rounds,
+        "iterations": args.iterations,
+        "quote_sha256": hashlib.sha256((VECTORS / "dcap-qvl/tdx_quote").read_bytes()).hexdigest()[
+            :16
+        ],
     }
-    print(f"TDX v4 (T1)  ours {tdx[0]:.3f} ms  raw dcap_qvl.verify {tdx[1]:.3f} ms  "
-          f"ratio {figures['tdx_ratio']}")
-    print(f"SGX v3 (S1)  ours {sgx[0]:.3f} ms  raw dcap_qvl.verify {sgx[1]:.3f} ms  "
-          f"ratio {figures['sgx_ratio']}")
-    print(f"SNP Milan    ours {snp[0]:.3f} ms  bare P-384 verify   {snp[1]:.3f} ms  "
-          f"ratio {figures['snp_ratio']}")
+    print(
+        f"TDX v4 (T1)  ours {tdx[0]:.3f} ms  raw dcap_qvl.verify {tdx[1]:.3f} ms  "
+        f"ratio {figures['tdx_ratio']}"
+    )
+    print(
+        f"SGX v3 (S1)  ours {sgx[0]:.3f} ms  raw dcap_qvl.verify {sgx[1]:.3f} ms  "
+        f"ratio {figures['sgx_ratio']}"
+    )
+    print(
+        f"SNP Milan    ours {snp[0]:.3f} ms  bare P-384 verify   {snp[1]:.3f} ms  "
+        f"ratio {figures['snp_ratio']}"
+    )
     print(json.dumps(figures))
 
 

@@ -13,15 +13,18 @@ from veritee.errors import InputError
 QUOTE_START = bytes.fromhex("040002008100000000000000939a7233")
 
 
-@pytest.mark.parametrize("encode", [
-    lambda b: b,
-    lambda b: b.hex().encode(),
-    lambda b: b"0x" + b.hex().encode(),
-    lambda b: b.hex().upper().encode() + b"\n",
-    lambda b: base64.b64encode(b),
-    lambda b: base64.urlsafe_b64encode(b).rstrip(b"="),
-    lambda b: base64.encodebytes(b),  # wrapped lines
-])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda b: b,
+        lambda b: b.hex().encode(),
+        lambda b: b"0x" + b.hex().encode(),
+        lambda b: b.hex().upper().encode() + b"\n",
+        lambda b: base64.b64encode(b),
+        lambda b: base64.urlsafe_b64encode(b).rstrip(b"="),
+        lambda b: base64.encodebytes(b),  # wrapped lines
+    ],
+)
 def test_round_trip(vectors: Path, encode) -> None:  # type: ignore[no-untyped-def]
     raw = (vectors / "dcap-qvl/tdx_quote").read_bytes()
     assert decode_evidence(encode(raw)) == raw

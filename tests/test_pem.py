@@ -13,12 +13,16 @@ from veritee.pem import load_certificates
 def test_comment_lines_between_certificates(vectors: Path) -> None:
     chain = (vectors / "go-sev-guest/trust/ask_ark_milan.pem").read_bytes()
     blocks = chain.split(b"-----END CERTIFICATE-----")
-    commented = (b"# AMD Milan chain\n# ASK first\n" + blocks[0] + b"-----END CERTIFICATE-----\n"
-                 b"# then the ARK, fetched 2026-11-23\n\n" + blocks[1] + b"-----END CERTIFICATE-----\n"
-                 b"trailing words\n")
+    commented = (
+        b"# AMD Milan chain\n# ASK first\n" + blocks[0] + b"-----END CERTIFICATE-----\n"
+        b"# then the ARK, fetched 2026-11-23\n\n" + blocks[1] + b"-----END CERTIFICATE-----\n"
+        b"trailing words\n"
+    )
     certs = load_certificates(commented)
-    assert [c.subject.rfc4514_string().split(",")[0] for c in certs] == ["CN=SEV-Milan",
-                                                                         "CN=ARK-Milan"]
+    assert [c.subject.rfc4514_string().split(",")[0] for c in certs] == [
+        "CN=SEV-Milan",
+        "CN=ARK-Milan",
+    ]
 
 
 def test_der_certificate(vectors: Path) -> None:
@@ -26,8 +30,9 @@ def test_der_certificate(vectors: Path) -> None:
     assert "SEV-VCEK" in cert.subject.rfc4514_string()
 
 
-@pytest.mark.parametrize("data", [b"", b"not a cert", b"-----BEGIN CERTIFICATE-----\nAAAA\n"
-                                  b"-----END CERTIFICATE-----\n"])
+@pytest.mark.parametrize(
+    "data", [b"", b"not a cert", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]
+)
 def test_garbage_is_a_parse_error(data: bytes) -> None:
     with pytest.raises(ParseError):
         load_certificates(data)

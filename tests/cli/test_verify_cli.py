@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from intel_vectors import S1, T1, T2, T6
 from typer.testing import CliRunner
 
-from intel_vectors import S1, T1, T2, T6
 from veritee.cli import app
 
 runner = CliRunner()
@@ -22,8 +22,14 @@ def _run(*args: str) -> tuple[int, str]:
 
 
 def test_t1_json_contract(vectors: Path) -> None:
-    code, out = _run(str(vectors / T1.quote), "--collateral", str(vectors / T1.collateral),
-                     "--at", "2025-07-19T10:00:34Z", "--json")
+    code, out = _run(
+        str(vectors / T1.quote),
+        "--collateral",
+        str(vectors / T1.collateral),
+        "--at",
+        "2025-07-19T10:00:34Z",
+        "--json",
+    )
     doc = json.loads(out)
     assert code == 0
     assert set(doc) == {"verified", "tee", "tcb_status", "advisory_ids", "error", "claims"}
@@ -35,8 +41,13 @@ def test_t1_json_contract(vectors: Path) -> None:
 
 
 def test_s1_rich_table(vectors: Path) -> None:
-    code, out = _run(str(vectors / S1.quote), "--collateral", str(vectors / S1.collateral),
-                     "--at", "2025-07-19T10:01:17Z")
+    code, out = _run(
+        str(vectors / S1.quote),
+        "--collateral",
+        str(vectors / S1.collateral),
+        "--at",
+        "2025-07-19T10:01:17Z",
+    )
     assert code == 0
     assert "verified" in out
     assert "ConfigurationAndSWHardeningNeeded" in out
@@ -45,8 +56,14 @@ def test_s1_rich_table(vectors: Path) -> None:
 
 
 def test_rejection_names_the_step(vectors: Path) -> None:
-    code, out = _run(str(vectors / T2.quote), "--collateral", str(vectors / T2.collateral),
-                     "--at", "2026-03-20T10:41:14Z", "--json")
+    code, out = _run(
+        str(vectors / T2.quote),
+        "--collateral",
+        str(vectors / T2.collateral),
+        "--at",
+        "2026-03-20T10:41:14Z",
+        "--json",
+    )
     doc = json.loads(out)
     assert code == 1
     assert doc["verified"] is False
@@ -55,8 +72,14 @@ def test_rejection_names_the_step(vectors: Path) -> None:
 
 
 def test_debug_td_flagged(vectors: Path) -> None:
-    args = [str(vectors / T6.quote), "--collateral", str(vectors / T6.collateral),
-            "--at", "2023-07-08T07:24:58Z", "--json"]
+    args = [
+        str(vectors / T6.quote),
+        "--collateral",
+        str(vectors / T6.collateral),
+        "--at",
+        "2023-07-08T07:24:58Z",
+        "--json",
+    ]
     code, out = _run(*args)
     assert code == 1
     doc = json.loads(out)
@@ -68,34 +91,53 @@ def test_debug_td_flagged(vectors: Path) -> None:
 
 
 def test_report_data_mismatch_fails(vectors: Path) -> None:
-    code, out = _run(str(vectors / T1.quote), "--collateral", str(vectors / T1.collateral),
-                     "--at", "2025-07-19T10:00:34Z", "--report-data", "00" * 64, "--json")
+    code, out = _run(
+        str(vectors / T1.quote),
+        "--collateral",
+        str(vectors / T1.collateral),
+        "--at",
+        "2025-07-19T10:00:34Z",
+        "--report-data",
+        "00" * 64,
+        "--json",
+    )
     assert code == 1
     assert json.loads(out)["error"].startswith("report_data:")
 
 
 def test_report_data_match_passes(vectors: Path) -> None:
     raw = (vectors / T1.quote).read_bytes()
-    code, _ = _run(str(vectors / T1.quote), "--collateral", str(vectors / T1.collateral),
-                   "--at", "2025-07-19T10:00:34Z", "--report-data", raw[568:632].hex())
+    code, _ = _run(
+        str(vectors / T1.quote),
+        "--collateral",
+        str(vectors / T1.collateral),
+        "--at",
+        "2025-07-19T10:00:34Z",
+        "--report-data",
+        raw[568:632].hex(),
+    )
     assert code == 0
 
 
 def test_hex_evidence_and_truncated_quote(vectors: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.bin"
     cut.write_bytes((vectors / T1.quote).read_bytes()[:700])
-    code, out = _run(str(cut), "--tee", "tdx", "--collateral", str(vectors / T1.collateral),
-                     "--json")
+    code, out = _run(
+        str(cut), "--tee", "tdx", "--collateral", str(vectors / T1.collateral), "--json"
+    )
     assert code == 1
     assert json.loads(out)["error"].startswith("parse:")
 
 
-@pytest.mark.parametrize("args", [
-    ["does-not-exist.bin"],
-    ["--tee", "tpm", "x"],
-    ["--at", "yesterday", "x"],
-    ["--report-data", "zz", "x"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["does-not-exist.bin"],
+        ["--tee", "tpm", "x"],
+        ["--at", "yesterday", "x"],
+        ["--report-data", "zz", "x"],
+    ],
+)
 def test_usage_errors_exit_2(args: list[str], vectors: Path) -> None:
     args = [str(vectors / T1.quote) if a == "x" else a for a in args]
     code, _ = _run(*args)
@@ -112,8 +154,22 @@ def test_unknown_evidence_exits_2(tmp_path: Path) -> None:
 
 def test_console_script_runs(vectors: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "veritee", "verify", str(vectors / T1.quote), "--collateral",
-         str(vectors / T1.collateral), "--at", "2025-07-19T10:00:34Z", "--json"],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "veritee",
+            "verify",
+            str(vectors / T1.quote),
+            "--collateral",
+            str(vectors / T1.collateral),
+            "--at",
+            "2025-07-19T10:00:34Z",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["verified"] is True

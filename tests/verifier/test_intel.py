@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from intel_vectors import ALL, S1, T1, T2, T5, T6, T7, T8A, T8B, IntelPair
+
 from veritee.errors import ParseError
 from veritee.verifier.base import TCB_NOT_SUPPORTED, Verdict, VerifyOptions
 from veritee.verifier.collateral.intel import FileCollateral
@@ -28,8 +28,14 @@ class TextCollateral:
         return self.text
 
 
-def _verify(vectors: Path, pair: IntelPair, *, quote: bytes | None = None,
-            collateral: str | None = None, **opts: object) -> Verdict:
+def _verify(
+    vectors: Path,
+    pair: IntelPair,
+    *,
+    quote: bytes | None = None,
+    collateral: str | None = None,
+    **opts: object,
+) -> Verdict:
     qpath, cpath = pair.paths(vectors)
     from veritee.encoding import read_evidence_file
 
@@ -109,8 +115,9 @@ def _collateral(vectors: Path, pair: IntelPair) -> dict[str, str]:
 
 def test_tcb_info_text_tamper(vectors: Path) -> None:
     coll = _collateral(vectors, T1)
-    coll["tcb_info"] = coll["tcb_info"].replace('"tcbEvaluationDataNumber":17',
-                                                '"tcbEvaluationDataNumber":18', 1)
+    coll["tcb_info"] = coll["tcb_info"].replace(
+        '"tcbEvaluationDataNumber":17', '"tcbEvaluationDataNumber":18', 1
+    )
     verdict = _verify(vectors, T1, collateral=json.dumps(coll))
     assert not verdict.verified
     assert verdict.step == "tcb_info_signature"
@@ -171,17 +178,20 @@ def test_sgx_quote_given_to_tdx_verifier_is_a_parse_error(vectors: Path) -> None
     raw = (vectors / S1.quote).read_bytes()
     with pytest.raises(ParseError, match="SGX quote"):
         IntelVerifier("tdx", collateral=FileCollateral(T1.paths(vectors)[1])).verify(
-            raw, VerifyOptions(at=T1.as_of()))
+            raw, VerifyOptions(at=T1.as_of())
+        )
 
 
 def test_no_collateral_is_named(vectors: Path) -> None:
     verdict = IntelVerifier("tdx", collateral=None).verify(
-        (vectors / T1.quote).read_bytes(), VerifyOptions(at=T1.as_of()))
+        (vectors / T1.quote).read_bytes(), VerifyOptions(at=T1.as_of())
+    )
     assert not verdict.verified
     assert verdict.step == "collateral"
 
 
 # --- the verdicts of SOURCES.md -----------------------------------------------------------
+
 
 def test_t1_up_to_date_with_module_identity(vectors: Path) -> None:
     verdict = _verify(vectors, T1)
@@ -240,8 +250,11 @@ def test_every_vector_pair_has_a_verdict(vectors: Path) -> None:
 
 
 def test_trustee_claim_keys_match_fixture(vectors: Path) -> None:
-    expected = json.loads((vectors.parent / "trustee/deps/verifier/test_data/"
-                           "parse_tdx_claims_expected.json").read_text())
+    expected = json.loads(
+        (
+            vectors.parent / "trustee/deps/verifier/test_data/parse_tdx_claims_expected.json"
+        ).read_text()
+    )
     verdict = _verify(vectors, T6, allow_debug=True)
     claims = verdict.claims
     assert claims["quote"] == expected["quote"]

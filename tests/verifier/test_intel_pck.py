@@ -13,9 +13,16 @@ from veritee.verifier.intel_pck import parse_pck_chain
 from veritee.verifier.intel_quote import parse_quote
 
 
-@pytest.mark.parametrize("name", ["dcap-qvl/tdx_quote", "dcap-qvl/sgx_quote",
-                                  "trustee/occlum_quote.dat", "trustee/tdx_quote_6.dat",
-                                  "go-tdx-guest/tdx_prod_quote_SPR_E4.dat"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dcap-qvl/tdx_quote",
+        "dcap-qvl/sgx_quote",
+        "trustee/occlum_quote.dat",
+        "trustee/tdx_quote_6.dat",
+        "go-tdx-guest/tdx_prod_quote_SPR_E4.dat",
+    ],
+)
 def test_agrees_with_dcap_qvl(vectors: Path, name: str) -> None:
     raw = read_evidence_file(vectors / name)
     ours = parse_pck_chain(parse_quote(raw).pck_chain_pem)
@@ -36,8 +43,9 @@ def test_t1_platform_flags(vectors: Path) -> None:
     info = parse_pck_chain(parse_quote((vectors / "dcap-qvl/tdx_quote").read_bytes()).pck_chain_pem)
     assert (info.dynamic_platform, info.cached_keys, info.smt_enabled) == (True, True, True)
     assert info.ca == "platform"
-    processor = parse_pck_chain(parse_quote((vectors / "dcap-qvl/sgx_quote").read_bytes())
-                                .pck_chain_pem)
+    processor = parse_pck_chain(
+        parse_quote((vectors / "dcap-qvl/sgx_quote").read_bytes()).pck_chain_pem
+    )
     assert processor.ca == "processor"
     assert processor.dynamic_platform is None
 

@@ -25,8 +25,9 @@ REAL = [
 
 
 @pytest.mark.parametrize(("name", "version", "tee", "body_type", "signed", "qe_svn"), REAL)
-def test_real_quotes_parse(vectors: Path, name: str, version: int, tee: str, body_type: int,
-                           signed: int, qe_svn: int) -> None:
+def test_real_quotes_parse(
+    vectors: Path, name: str, version: int, tee: str, body_type: int, signed: int, qe_svn: int
+) -> None:
     quote = parse_quote(read_evidence_file(vectors / name))
     assert quote.header.version == version
     assert quote.tee == tee
@@ -41,7 +42,8 @@ def test_real_quotes_parse(vectors: Path, name: str, version: int, tee: str, bod
 def test_td15_body_has_servicetd(vectors: Path) -> None:
     body = parse_quote((vectors / "trustee/tdx_quote_5.dat").read_bytes()).body
     assert isinstance(body, TdReport)
-    assert body.mr_servicetd is not None and any(body.mr_servicetd)  # T7: non-zero MRSERVICETD
+    assert body.mr_servicetd is not None
+    assert any(body.mr_servicetd)
     assert body.tee_tcb_svn2 is not None
 
 
@@ -49,9 +51,12 @@ def test_debug_bits(vectors: Path) -> None:
     debug_td = parse_quote((vectors / "trustee/tdx_quote_4.dat").read_bytes()).body
     normal_td = parse_quote((vectors / "dcap-qvl/tdx_quote").read_bytes()).body
     occlum = parse_quote((vectors / "trustee/occlum_quote.dat").read_bytes()).body
-    assert isinstance(debug_td, TdReport) and debug_td.debug
-    assert isinstance(normal_td, TdReport) and not normal_td.debug
-    assert isinstance(occlum, EnclaveReport) and occlum.debug
+    assert isinstance(debug_td, TdReport)
+    assert debug_td.debug
+    assert isinstance(normal_td, TdReport)
+    assert not normal_td.debug
+    assert isinstance(occlum, EnclaveReport)
+    assert occlum.debug
 
 
 def test_sgx_identity_offsets(vectors: Path) -> None:
@@ -71,12 +76,15 @@ def test_truncated_quote_is_a_parse_error(vectors: Path, cut: int) -> None:
         parse_quote(raw[:cut])
 
 
-@pytest.mark.parametrize(("offset", "value", "message"), [
-    (0, 7, "unsupported quote version"),
-    (2, 3, "attestation key type"),
-    (4, 0x42, "unknown tee type"),
-    (636 + 128, 5, "certification data type 5, expected 6"),
-])
+@pytest.mark.parametrize(
+    ("offset", "value", "message"),
+    [
+        (0, 7, "unsupported quote version"),
+        (2, 3, "attestation key type"),
+        (4, 0x42, "unknown tee type"),
+        (636 + 128, 5, "certification data type 5, expected 6"),
+    ],
+)
 def test_bad_header_fields(vectors: Path, offset: int, value: int, message: str) -> None:
     raw = bytearray((vectors / "dcap-qvl/tdx_quote").read_bytes())
     raw[offset] = value

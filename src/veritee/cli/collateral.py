@@ -5,23 +5,24 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from veritee.cli.paths import default_cache_path
 from veritee.encoding import read_evidence_file
 from veritee.errors import VeriteeError
 from veritee.store.kv import SqliteStore
 from veritee.verifier.collateral.amd import KDS_URL, KdsVekSource, vek_request_from_report
-from veritee.verifier.collateral.cache import CachedItem, CollateralCache, Step
+from veritee.verifier.collateral.cache import DEFAULT_TIMEOUT, CachedItem, CollateralCache, Step
 from veritee.verifier.collateral.intel import (
     INTEL_PCS_URL,
     INTEL_ROOT_CA_CRL_URL,
@@ -32,7 +33,7 @@ from veritee.verifier.collateral.intel import (
     normalize_fmspc,
 )
 
-__all__ = ["app", "default_cache_path"]
+__all__ = ["app"]
 
 app = typer.Typer(
     help="Fetch Intel PCS/PCCS and AMD KDS collateral into the local cache, and show it.",
@@ -51,12 +52,6 @@ class TeeChoice(enum.StrEnum):
 class CaChoice(enum.StrEnum):
     platform = "platform"
     processor = "processor"
-
-
-def default_cache_path() -> Path:
-    """``$VERITEE_HOME/collateral.db``; VERITEE_HOME defaults to ``~/.local/share/veritee``."""
-    home = os.environ.get("VERITEE_HOME") or "~/.local/share/veritee"
-    return Path(home).expanduser() / "collateral.db"
 
 
 CacheOption = Annotated[
@@ -117,24 +112,25 @@ def prefetch(
     try:
         store = SqliteStore(cache_path)
     except VeriteeError as exc:
-        err.print(f"error: {escape(str(exc))}")
+        err.print(f"error: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
-    with (
-        store,
-        PcsCollateral(pccs, cache=CollateralCache(store), root_ca_crl_url=root_ca_crl_url) as intel,
-        KdsVekSource(kds, cache=CollateralCache(store)) as amd,
-    ):
+    with store, httpx.Client(timeout=DEFAULT_TIMEOUT) as client:
+        cached = CollateralCache(store)
+        intel = PcsCollateral(pccs, cache=cached, client=client, root_ca_crl_url=root_ca_crl_url)
+        amd = KdsVekSource(kds, cache=cached, client=client)
         plan = _plan(evidence or [], fmspc or [], tee.value, ca.value, product, intel, amd)
         if not plan.steps and not plan.errors:
             err.print("nothing to prefetch: give evidence files or --fmspc")
             raise typer.Exit(2)
         for note in plan.notes:
-            out.print(escape(note))
+            out.print(escape(note), soft_wrap=True)
         failures = plan.errors + _run(plan.steps, when, out)
     for failure in failures:
-        err.print(f"error: {escape(failure)}")
+        err.print(f"error: {escape(failure)}", soft_wrap=True)
     fetched = len(plan.steps) - (len(failures) - len(plan.errors))
-    out.print(f"{fetched} of {len(plan.steps)} items ready in {escape(str(cache_path))}")
+    out.print(
+        f"{fetched} of {len(plan.steps)} items ready in {escape(str(cache_path))}", soft_wrap=True
+    )
     if failures:
         raise typer.Exit(1)
 
@@ -154,7 +150,7 @@ def show(
             with SqliteStore(cache_path) as store:
                 items = CollateralCache(store).entries()
         except VeriteeError as exc:
-            Console(stderr=True).print(f"error: {escape(str(exc))}")
+            Console(stderr=True).print(f"error: {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps([item.to_json(when) for item in items], indent=2))
@@ -163,7 +159,11 @@ def show(
     if not items:
         out.print(f"no collateral cached in {escape(str(cache_path))}")
         return
-    table = Table("kind", "key", "fetched", "expires", "state", title=escape(str(cache_path)))
+    table = Table(title=escape(str(cache_path)))
+    table.add_column("kind", no_wrap=True)
+    table.add_column("key", overflow="fold")
+    for name in ("fetched", "expires", "state"):
+        table.add_column(name, no_wrap=True)
     for item in items:
         state = item.state(when)
         style = "green" if state == "valid" else "red"

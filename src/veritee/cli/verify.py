@@ -53,19 +53,25 @@ def _read(path: Path | None, flag: str) -> bytes | None:
 def verify(
     evidence: Annotated[Path, typer.Argument(help="Quote or report: binary, hex or base64.")],
     tee: Annotated[str, typer.Option(help="auto, tdx, sgx or snp.")] = "auto",
-    collateral: Annotated[Path | None, typer.Option(
-        help="Intel collateral bundle (dcap-qvl QuoteCollateralV3 JSON).")] = None,
-    cert_chain: Annotated[Path | None, typer.Option(
-        help="AMD VCEK/VLEK (and optionally ASK/ARK), PEM or DER.")] = None,
+    collateral: Annotated[
+        Path | None, typer.Option(help="Intel collateral bundle (dcap-qvl QuoteCollateralV3 JSON).")
+    ] = None,
+    cert_chain: Annotated[
+        Path | None, typer.Option(help="AMD VCEK/VLEK (and optionally ASK/ARK), PEM or DER.")
+    ] = None,
     pccs: Annotated[str | None, typer.Option(help="PCCS or Intel PCS base URL.")] = None,
     kds: Annotated[str | None, typer.Option(help="AMD KDS base URL.")] = None,
     at: Annotated[str | None, typer.Option(help="Verify as of this ISO 8601 time.")] = None,
-    report_data: Annotated[str | None, typer.Option(
-        help="Expected report data (hex); a mismatch fails.")] = None,
-    init_data: Annotated[str | None, typer.Option(
-        help="Expected init data digest (hex): MRCONFIGID, CONFIGID or HOST_DATA.")] = None,
-    allow_debug: Annotated[bool, typer.Option(
-        help="Accept debug TDs, enclaves and guests (always reported).")] = False,
+    report_data: Annotated[
+        str | None, typer.Option(help="Expected report data (hex); a mismatch fails.")
+    ] = None,
+    init_data: Annotated[
+        str | None,
+        typer.Option(help="Expected init data digest (hex): MRCONFIGID, CONFIGID or HOST_DATA."),
+    ] = None,
+    allow_debug: Annotated[
+        bool, typer.Option(help="Accept debug TDs, enclaves and guests (always reported).")
+    ] = False,
     offline: Annotated[bool, typer.Option(help="Use only cached collateral.")] = False,
     cache: Annotated[Path | None, typer.Option(help="Collateral cache (SQLite).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -77,8 +83,12 @@ def verify(
     """
     if tee != "auto" and tee not in TEES:
         raise typer.BadParameter(f"expected auto or one of {', '.join(TEES)}", param_hint="--tee")
-    options = VerifyOptions(at=_parse_time(at), report_data=_parse_hex(report_data, "--report-data"),
-                            init_data=_parse_hex(init_data, "--init-data"), allow_debug=allow_debug)
+    options = VerifyOptions(
+        at=_parse_time(at),
+        report_data=_parse_hex(report_data, "--report-data"),
+        init_data=_parse_hex(init_data, "--init-data"),
+        allow_debug=allow_debug,
+    )
     uses_network = pccs is not None or kds is not None or offline
     settings = VerifierSettings(
         collateral_file=collateral,
@@ -98,14 +108,17 @@ def verify(
         _usage_error(str(exc), as_json)
         return
     except ParseError as exc:
-        verdict = Verdict(tee=kind, verified=False, tcb_status=TCB_UNKNOWN, step="parse",
-                          error=str(exc))
+        verdict = Verdict(
+            tee=kind, verified=False, tcb_status=TCB_UNKNOWN, step="parse", error=str(exc)
+        )
     except CollateralError as exc:
-        verdict = Verdict(tee=kind, verified=False, tcb_status=TCB_UNKNOWN, step="collateral",
-                          error=str(exc))
+        verdict = Verdict(
+            tee=kind, verified=False, tcb_status=TCB_UNKNOWN, step="collateral", error=str(exc)
+        )
     except VeriteeError as exc:  # any other deliberate error is a rejection, never a traceback
-        verdict = Verdict(tee=kind, verified=False, tcb_status=TCB_UNKNOWN, step="verify",
-                          error=str(exc))
+        verdict = Verdict(
+            tee=kind, verified=False, tcb_status=TCB_UNKNOWN, step="verify", error=str(exc)
+        )
     if as_json:
         typer.echo(json.dumps(verdict.to_json(), sort_keys=False))
     else:
@@ -115,8 +128,18 @@ def verify(
 
 def _usage_error(message: str, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps({"verified": False, "tee": None, "tcb_status": TCB_UNKNOWN,
-                               "advisory_ids": [], "error": f"input: {message}", "claims": {}}))
+        typer.echo(
+            json.dumps(
+                {
+                    "verified": False,
+                    "tee": None,
+                    "tcb_status": TCB_UNKNOWN,
+                    "advisory_ids": [],
+                    "error": f"input: {message}",
+                    "claims": {},
+                }
+            )
+        )
     else:
         Console(stderr=True).print(f"[red]error:[/red] {message}")
     raise typer.Exit(EXIT_USAGE)
@@ -127,34 +150,54 @@ def _highlights(verdict: Verdict) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if verdict.tee == "tdx" and "quote" in c:
         body = c["quote"]["body"]
-        rows += [("MRTD", body["mr_td"]), *[(f"RTMR{i}", body[f"rtmr_{i}"]) for i in range(4)],
-                 ("MRCONFIGID", body["mr_config_id"]),
-                 ("debug", str(c["td_attributes"]["debug"]).lower())]
+        rows += [
+            ("MRTD", body["mr_td"]),
+            *[(f"RTMR{i}", body[f"rtmr_{i}"]) for i in range(4)],
+            ("MRCONFIGID", body["mr_config_id"]),
+            ("debug", str(c["td_attributes"]["debug"]).lower()),
+        ]
         module = c.get("tdx_module")
         if module:
-            rows.append(("TDX module", f"{module['id']} isvsvn {module['isvsvn']} "
-                                       f"({module['tcb_status']})"))
+            rows.append(
+                ("TDX module", f"{module['id']} isvsvn {module['isvsvn']} ({module['tcb_status']})")
+            )
     elif verdict.tee == "sgx" and "body" in c:
         body = c["body"]
-        rows += [("MRENCLAVE", body["mr_enclave"]), ("MRSIGNER", body["mr_signer"]),
-                 ("ISVPRODID", str(int.from_bytes(bytes.fromhex(body["isv_prod_id"]), "little"))),
-                 ("ISVSVN", str(int.from_bytes(bytes.fromhex(body["isv_svn"]), "little"))),
-                 ("debug", str(c["debug"]).lower())]
+        rows += [
+            ("MRENCLAVE", body["mr_enclave"]),
+            ("MRSIGNER", body["mr_signer"]),
+            ("ISVPRODID", str(int.from_bytes(bytes.fromhex(body["isv_prod_id"]), "little"))),
+            ("ISVSVN", str(int.from_bytes(bytes.fromhex(body["isv_svn"]), "little"))),
+            ("debug", str(c["debug"]).lower()),
+        ]
     elif verdict.tee == "snp" and "measurement" in c:
-        rows += [("MEASUREMENT", c["measurement"]), ("HOST_DATA", str(c.get("init_data", ""))),
-                 ("VMPL", str(c.get("vmpl", ""))), ("signing key", str(c.get("signing_key", ""))),
-                 ("debug allowed", str(c.get("policy_debug_allowed", "")).lower()),
-                 ("reported TCB", "bl {0} tee {1} snp {2} ucode {3}".format(
-                     c.get("reported_tcb_bootloader"), c.get("reported_tcb_tee"),
-                     c.get("reported_tcb_snp"), c.get("reported_tcb_microcode")))]
+        rows += [
+            ("MEASUREMENT", c["measurement"]),
+            ("HOST_DATA", str(c.get("init_data", ""))),
+            ("VMPL", str(c.get("vmpl", ""))),
+            ("signing key", str(c.get("signing_key", ""))),
+            ("debug allowed", str(c.get("policy_debug_allowed", "")).lower()),
+            (
+                "reported TCB",
+                "bl {} tee {} snp {} ucode {}".format(
+                    c.get("reported_tcb_bootloader"),
+                    c.get("reported_tcb_tee"),
+                    c.get("reported_tcb_snp"),
+                    c.get("reported_tcb_microcode"),
+                ),
+            ),
+        ]
     if "report_data" in c:
         rows.append(("report data", str(c["report_data"])))
     return rows
 
 
 def summary_table(verdict: Verdict) -> Table:
-    title = "[green]verified[/green]" if verdict.verified else \
-        f"[red]rejected[/red] at [bold]{verdict.step}[/bold]"
+    title = (
+        "[green]verified[/green]"
+        if verdict.verified
+        else f"[red]rejected[/red] at [bold]{verdict.step}[/bold]"
+    )
     table = Table(title=f"{verdict.tee}: {title}", show_header=False, expand=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")

@@ -75,13 +75,20 @@ class Verifier(Protocol):
     :class:`Verdict` naming its step.
     """
 
-    tee: str
+    @property
+    def tee(self) -> str: ...
 
     def verify(self, evidence: bytes, options: VerifyOptions) -> Verdict: ...
 
 
-def rejected(tee: str, error: VerificationError, *, tcb_status: str = TCB_UNKNOWN,
-             advisory_ids: tuple[str, ...] = (), claims: JSON | None = None) -> Verdict:
+def rejected(
+    tee: str,
+    error: VerificationError,
+    *,
+    tcb_status: str = TCB_UNKNOWN,
+    advisory_ids: tuple[str, ...] = (),
+    claims: JSON | None = None,
+) -> Verdict:
     """Build the verdict for a failed check."""
     return Verdict(
         tee=tee,

@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import serialization
 from veritee.errors import ParseError, VerificationError
 from veritee.verifier import intel_claims
 from veritee.verifier.base import (
-    TCB_NOT_SUPPORTED,
     JSON,
+    TCB_NOT_SUPPORTED,
     Verdict,
     VerifyOptions,
     pad,
@@ -137,8 +137,10 @@ def _untrusted_root(pck_chain_pem: bytes, root_der: bytes) -> str | None:
             continue
         der = cert.public_bytes(serialization.Encoding.DER)
         if not hmac.compare_digest(der, root_der):
-            return (f"the PCK chain ends in an untrusted root '{cert.subject.rfc4514_string()}' "
-                    f"(SHA-256 {hashlib.sha256(der).hexdigest()})")
+            return (
+                f"the PCK chain ends in an untrusted root '{cert.subject.rfc4514_string()}' "
+                f"(SHA-256 {hashlib.sha256(der).hexdigest()})"
+            )
     return None
 
 
@@ -148,13 +150,27 @@ def _collateral_object(collateral_text: str) -> Any:
 
 
 @functools.lru_cache(maxsize=1024)
-def _evaluate(tee: TeeKind, tcb_info: str, qe_identity: str, cpu_svn: bytes, pce_svn: int,
-              tee_tcb_svn: bytes | None, tee_tcb_svn2: bytes | None,
-              qe_isvsvn: int) -> TcbEvaluation:
+def _evaluate(
+    tee: TeeKind,
+    tcb_info: str,
+    qe_identity: str,
+    cpu_svn: bytes,
+    pce_svn: int,
+    tee_tcb_svn: bytes | None,
+    tee_tcb_svn2: bytes | None,
+    qe_isvsvn: int,
+) -> TcbEvaluation:
     try:
-        return evaluate_tcb(tee=tee, tcb_info_json=tcb_info, qe_identity_json=qe_identity,
-                            cpu_svn=cpu_svn, pce_svn=pce_svn, tee_tcb_svn=tee_tcb_svn,
-                            tee_tcb_svn2=tee_tcb_svn2, qe_isvsvn=qe_isvsvn)
+        return evaluate_tcb(
+            tee=tee,
+            tcb_info_json=tcb_info,
+            qe_identity_json=qe_identity,
+            cpu_svn=cpu_svn,
+            pce_svn=pce_svn,
+            tee_tcb_svn=tee_tcb_svn,
+            tee_tcb_svn2=tee_tcb_svn2,
+            qe_isvsvn=qe_isvsvn,
+        )
     except ParseError as exc:
         raise VerificationError("tcb_info", str(exc)) from exc
 
@@ -162,8 +178,13 @@ def _evaluate(tee: TeeKind, tcb_info: str, qe_identity: str, cpu_svn: bytes, pce
 class IntelVerifier:
     """Verifies TDX (v4/v5) or SGX (v3) quotes to a pinned root with dcap-qvl."""
 
-    def __init__(self, tee: TeeKind, *, collateral: IntelCollateralSource | None,
-                 root_ca_der: bytes | None = None) -> None:
+    def __init__(
+        self,
+        tee: TeeKind,
+        *,
+        collateral: IntelCollateralSource | None,
+        root_ca_der: bytes | None = None,
+    ) -> None:
         self.tee = tee
         self._collateral = collateral
         self._root = root_ca_der if root_ca_der is not None else intel_root_ca()
@@ -173,7 +194,9 @@ class IntelVerifier:
         quote = parse_quote(raw)
         if quote.tee != self.tee:
             raise ParseError(f"{self.tee} quote", f"this is an {quote.tee.upper()} quote")
-        claims = intel_claims.tdx_claims(quote) if self.tee == "tdx" else intel_claims.sgx_claims(quote)
+        claims = (
+            intel_claims.tdx_claims(quote) if self.tee == "tdx" else intel_claims.sgx_claims(quote)
+        )
         try:
             pck = self._platform(quote)
             text = self._collateral_text(pck, options)
@@ -182,8 +205,11 @@ class IntelVerifier:
         except VerificationError as exc:
             return rejected(self.tee, exc, claims=claims)
         except (ParseError, ValueError) as exc:
-            return rejected(self.tee, VerificationError("collateral", f"malformed collateral: {exc}"),
-                            claims=claims)
+            return rejected(
+                self.tee,
+                VerificationError("collateral", f"malformed collateral: {exc}"),
+                claims=claims,
+            )
         try:
             report = dcap_qvl.verify_with_root_ca(raw, coll, self._root, options.unix_time())
         except ValueError as exc:
@@ -193,8 +219,11 @@ class IntelVerifier:
         except VerificationError as exc:
             return rejected(self.tee, exc, claims=claims)
         status, advisories = str(report.status), tuple(report.advisory_ids)
-        claims.update(intel_claims.supplemental_claims(
-            pck, facts, evaluation, status=status, advisory_ids=advisories))
+        claims.update(
+            intel_claims.supplemental_claims(
+                pck, facts, evaluation, status=status, advisory_ids=advisories
+            )
+        )
         return self._bindings(quote, claims, status, advisories, options)
 
     def _platform(self, quote: Quote) -> PckInfo:
@@ -209,31 +238,55 @@ class IntelVerifier:
 
     def _collateral_text(self, pck: PckInfo, options: VerifyOptions) -> str:
         if self._collateral is None:
-            raise VerificationError("collateral", "no Intel collateral given "
-                                    "(use --collateral FILE or --pccs URL)")
-        return self._collateral.collateral_for(tee=self.tee, fmspc=pck.fmspc, ca=pck.ca,
-                                               at=options.when())
+            raise VerificationError(
+                "collateral", "no Intel collateral given (use --collateral FILE or --pccs URL)"
+            )
+        return self._collateral.collateral_for(
+            tee=self.tee, fmspc=pck.fmspc, ca=pck.ca, at=options.when()
+        )
 
     def _evaluate(self, quote: Quote, pck: PckInfo, facts: CollateralFacts) -> TcbEvaluation:
         body = quote.body
         td = body if isinstance(body, TdReport) else None
-        return _evaluate(self.tee, facts.tcb_info_text, facts.qe_identity_text, pck.cpu_svn,
-                         pck.pce_svn,
-                         td.tee_tcb_svn if td else None, td.tee_tcb_svn2 if td else None,
-                         quote.auth.qe_report.isv_svn)
+        return _evaluate(
+            self.tee,
+            facts.tcb_info_text,
+            facts.qe_identity_text,
+            pck.cpu_svn,
+            pck.pce_svn,
+            td.tee_tcb_svn if td else None,
+            td.tee_tcb_svn2 if td else None,
+            quote.auth.qe_report.isv_svn,
+        )
 
-    def _qvl_failure(self, quote: Quote, pck: PckInfo, text: str, facts: CollateralFacts,
-                     claims: JSON, message: str, options: VerifyOptions) -> Verdict:
+    def _qvl_failure(
+        self,
+        quote: Quote,
+        pck: PckInfo,
+        text: str,
+        facts: CollateralFacts,
+        claims: JSON,
+        message: str,
+        options: VerifyOptions,
+    ) -> Verdict:
         step = classify_qvl_error(message)
         if step == "pck_chain" and "Failed to verify certificate chain" in message:
             coll = json.loads(text)
             step, reason = diagnose_chain_failure(
-                quote.pck_chain_pem, bytes.fromhex(coll["pck_crl"]),
-                bytes.fromhex(coll["root_ca_crl"]), self._root, options.when())
+                quote.pck_chain_pem,
+                bytes.fromhex(coll["pck_crl"]),
+                bytes.fromhex(coll["root_ca_crl"]),
+                self._root,
+                options.when(),
+            )
             message = f"{message}: {reason}"
         if step == "tcb_level":
-            return rejected(self.tee, VerificationError(step, message),
-                            tcb_status=TCB_NOT_SUPPORTED, claims=claims)
+            return rejected(
+                self.tee,
+                VerificationError(step, message),
+                tcb_status=TCB_NOT_SUPPORTED,
+                claims=claims,
+            )
         if step not in ("debug", "tcb_revoked"):
             return rejected(self.tee, VerificationError(step, message), claims=claims)
         # dcap-qvl reached its last checks: every signature, chain, CRL and the TCB
@@ -242,36 +295,73 @@ class IntelVerifier:
             evaluation = self._evaluate(quote, pck, facts)
         except VerificationError as exc:
             return rejected(self.tee, exc, claims=claims)
-        claims.update(intel_claims.supplemental_claims(
-            pck, facts, evaluation, status=evaluation.status,
-            advisory_ids=evaluation.advisory_ids))
+        claims.update(
+            intel_claims.supplemental_claims(
+                pck,
+                facts,
+                evaluation,
+                status=evaluation.status,
+                advisory_ids=evaluation.advisory_ids,
+            )
+        )
         if step == "debug" and options.allow_debug:
-            return self._bindings(quote, claims, evaluation.status, evaluation.advisory_ids,
-                                  options)
+            return self._bindings(
+                quote, claims, evaluation.status, evaluation.advisory_ids, options
+            )
         if step == "debug":
             who = "TD" if self.tee == "tdx" else "enclave"
-            message = (f"{message}: the {who} runs in debug mode, so the host can read its "
-                       "memory (accept it with --allow-debug)")
-        return rejected(self.tee, VerificationError(step, message), tcb_status=evaluation.status,
-                        advisory_ids=evaluation.advisory_ids, claims=claims)
+            message = (
+                f"{message}: the {who} runs in debug mode, so the host can read its "
+                "memory (accept it with --allow-debug)"
+            )
+        return rejected(
+            self.tee,
+            VerificationError(step, message),
+            tcb_status=evaluation.status,
+            advisory_ids=evaluation.advisory_ids,
+            claims=claims,
+        )
 
-    def _bindings(self, quote: Quote, claims: JSON, status: str, advisories: tuple[str, ...],
-                  options: VerifyOptions) -> Verdict:
+    def _bindings(
+        self,
+        quote: Quote,
+        claims: JSON,
+        status: str,
+        advisories: tuple[str, ...],
+        options: VerifyOptions,
+    ) -> Verdict:
         body = quote.body
         if options.report_data is not None and not hmac.compare_digest(
-                pad(options.report_data, 64), body.report_data):
-            return rejected(self.tee, VerificationError(
-                "report_data", "the quote's REPORTDATA does not match the expected report data"),
-                tcb_status=status, advisory_ids=advisories, claims=claims)
+            pad(options.report_data, 64), body.report_data
+        ):
+            return rejected(
+                self.tee,
+                VerificationError(
+                    "report_data", "the quote's REPORTDATA does not match the expected report data"
+                ),
+                tcb_status=status,
+                advisory_ids=advisories,
+                claims=claims,
+            )
         if options.init_data is not None:
-            field, size, name = ((body.mr_config_id, 48, "MRCONFIGID") if isinstance(body, TdReport)
-                                 else (body.config_id, 64, "CONFIGID"))
+            field, size, name = (
+                (body.mr_config_id, 48, "MRCONFIGID")
+                if isinstance(body, TdReport)
+                else (body.config_id, 64, "CONFIGID")
+            )
             if not hmac.compare_digest(pad(options.init_data, size), field):
-                return rejected(self.tee, VerificationError(
-                    "init_data", f"the quote's {name} does not match the expected init data"),
-                    tcb_status=status, advisory_ids=advisories, claims=claims)
-        return Verdict(tee=self.tee, verified=True, tcb_status=status, advisory_ids=advisories,
-                       claims=claims)
+                return rejected(
+                    self.tee,
+                    VerificationError(
+                        "init_data", f"the quote's {name} does not match the expected init data"
+                    ),
+                    tcb_status=status,
+                    advisory_ids=advisories,
+                    claims=claims,
+                )
+        return Verdict(
+            tee=self.tee, verified=True, tcb_status=status, advisory_ids=advisories, claims=claims
+        )
 
 
 __all__ = ["IntelVerifier", "classify_qvl_error", "intel_root_ca", "unwrap_evidence"]

@@ -122,8 +122,14 @@ def sgx_claims(quote: Quote) -> JSON:
     }
 
 
-def supplemental_claims(pck: PckInfo, facts: CollateralFacts, evaluation: TcbEvaluation, *,
-                        status: str, advisory_ids: tuple[str, ...]) -> JSON:
+def supplemental_claims(
+    pck: PckInfo,
+    facts: CollateralFacts,
+    evaluation: TcbEvaluation,
+    *,
+    status: str,
+    advisory_ids: tuple[str, ...],
+) -> JSON:
     """Trustee's DCAP supplemental keys, from the verified platform and collateral."""
     out: JSON = {
         "tcb_status": status,
@@ -141,9 +147,11 @@ def supplemental_claims(pck: PckInfo, facts: CollateralFacts, evaluation: TcbEva
         "fmspc": pck.fmspc.lower(),
         "pce_id": pck.pce_id.hex(),
     }
-    for key, flag in (("is_cached_keys", pck.cached_keys),
-                      ("is_dynamic_platform", pck.dynamic_platform),
-                      ("is_smt_enabled", pck.smt_enabled)):
+    for key, flag in (
+        ("is_cached_keys", pck.cached_keys),
+        ("is_dynamic_platform", pck.dynamic_platform),
+        ("is_smt_enabled", pck.smt_enabled),
+    ):
         if flag is not None:
             out[key] = flag
     if pck.platform_instance_id is not None:

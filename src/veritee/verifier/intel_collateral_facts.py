@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -47,7 +48,9 @@ def _crl_number(crl: x509.CertificateRevocationList) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def collateral_facts(collateral_text: str, pck_chain_pem: bytes, root_der: bytes) -> CollateralFacts:
+def collateral_facts(
+    collateral_text: str, pck_chain_pem: bytes, root_der: bytes
+) -> CollateralFacts:
     """Dates, CRL numbers and the root key id of one bundle, as dcap-qvl reckons them."""
     try:
         coll = json.loads(collateral_text)
@@ -63,14 +66,22 @@ def collateral_facts(collateral_text: str, pck_chain_pem: bytes, root_der: bytes
         root = x509.load_der_x509_certificate(root_der)
     except (ValueError, KeyError, TypeError) as exc:
         raise ParseError("intel collateral", f"malformed bundle: {exc}") from exc
-    issued = [pck_crl.last_update_utc, root_crl.last_update_utc,
-              _parse_date(tcb_info["issueDate"]), _parse_date(qe_identity["issueDate"]),
-              *(c.not_valid_before_utc for c in certs)]
-    expires = [_parse_date(tcb_info["nextUpdate"]), _parse_date(qe_identity["nextUpdate"]),
-               *(c.not_valid_after_utc for c in certs)]
+    issued = [
+        pck_crl.last_update_utc,
+        root_crl.last_update_utc,
+        _parse_date(tcb_info["issueDate"]),
+        _parse_date(qe_identity["issueDate"]),
+        *(c.not_valid_before_utc for c in certs),
+    ]
+    expires = [
+        _parse_date(tcb_info["nextUpdate"]),
+        _parse_date(qe_identity["nextUpdate"]),
+        *(c.not_valid_after_utc for c in certs),
+    ]
     expires += [crl.next_update_utc for crl in (pck_crl, root_crl) if crl.next_update_utc]
-    point = root.public_key().public_bytes(serialization.Encoding.X962,
-                                           serialization.PublicFormat.UncompressedPoint)
+    point = root.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     return CollateralFacts(
         earliest_issue_date=_fmt(min(issued)),
         latest_issue_date=_fmt(max(issued)),

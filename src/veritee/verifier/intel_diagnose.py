@@ -19,22 +19,24 @@ from veritee.errors import ParseError
 from veritee.pem import load_certificates
 
 
-def _signed_by(cert_or_crl: x509.Certificate | x509.CertificateRevocationList,
-               issuer: x509.Certificate) -> bool:
-    key = issuer.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        return False
-    if isinstance(cert_or_crl, x509.CertificateRevocationList):
-        return cert_or_crl.is_signature_valid(key)
+def _signed_by(
+    cert_or_crl: x509.Certificate | x509.CertificateRevocationList, issuer: x509.Certificate
+) -> bool:
     try:
+        key = issuer.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            return False
+        if isinstance(cert_or_crl, x509.CertificateRevocationList):
+            return cert_or_crl.is_signature_valid(key)
         cert_or_crl.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
 
 
-def diagnose_chain_failure(pck_chain_pem: bytes, pck_crl_der: bytes, root_crl_der: bytes,
-                           root_der: bytes, at: dt.datetime) -> tuple[str, str]:
+def diagnose_chain_failure(
+    pck_chain_pem: bytes, pck_crl_der: bytes, root_crl_der: bytes, root_der: bytes, at: dt.datetime
+) -> tuple[str, str]:
     """Return ``(step, reason)`` for a PCK path that dcap-qvl refused."""
     try:
         chain = load_certificates(pck_chain_pem)
@@ -54,10 +56,16 @@ def diagnose_chain_failure(pck_chain_pem: bytes, pck_crl_der: bytes, root_crl_de
         return "pck_chain", "a PCK chain signature does not verify"
     for crl, name in ((pck_crl, "PCK CRL"), (root_crl, "root CA CRL")):
         if crl.next_update_utc is not None and at > crl.next_update_utc:
-            return "collateral_expiry", f"the {name} expired at {crl.next_update_utc:%Y-%m-%dT%H:%M:%SZ}"
+            return (
+                "collateral_expiry",
+                f"the {name} expired at {crl.next_update_utc:%Y-%m-%dT%H:%M:%SZ}",
+            )
     for cert in (leaf, inter):
         if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-            return "collateral_expiry", f"'{cert.subject.rfc4514_string()}' is not valid at {at:%Y-%m-%dT%H:%M:%SZ}"
+            return (
+                "collateral_expiry",
+                f"'{cert.subject.rfc4514_string()}' is not valid at {at:%Y-%m-%dT%H:%M:%SZ}",
+            )
     if pck_crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None:
         return "revoked", "the PCK certificate is revoked by the PCK CRL"
     if root_crl.get_revoked_certificate_by_serial_number(inter.serial_number) is not None:

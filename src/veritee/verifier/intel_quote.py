@@ -215,8 +215,14 @@ def parse_td_report(data: bytes, td15: bool) -> TdReport:
     report_data = r.take(64, "report_data")
     svn2 = r.take(16, "tee_tcb_svn2") if td15 else None
     servicetd = r.take(48, "mr_servicetd") if td15 else None
-    return TdReport(*fields, rtmrs=rtmrs, report_data=report_data, tee_tcb_svn2=svn2,
-                    mr_servicetd=servicetd, raw=data[: r.pos])
+    return TdReport(
+        *fields,
+        rtmrs=rtmrs,
+        report_data=report_data,
+        tee_tcb_svn2=svn2,
+        mr_servicetd=servicetd,
+        raw=data[: r.pos],
+    )
 
 
 def parse_quote(raw: bytes) -> Quote:
@@ -246,8 +252,9 @@ def parse_quote(raw: bytes) -> Quote:
         if body_type not in _BODY_LEN:
             raise ParseError(what, f"unknown v5 body type {body_type}", HEADER_LEN)
         if body_size != _BODY_LEN[body_type]:
-            raise ParseError(what, f"v5 body size {body_size} does not match type {body_type}",
-                             HEADER_LEN + 2)
+            raise ParseError(
+                what, f"v5 body size {body_size} does not match type {body_type}", HEADER_LEN + 2
+            )
     else:
         body_type = BODY_TD10 if tee_type == TEE_TYPE_TDX else BODY_SGX
     if (body_type == BODY_SGX) != (tee_type == TEE_TYPE_SGX):
@@ -266,8 +273,16 @@ def parse_quote(raw: bytes) -> Quote:
     sig_data_offset = r.pos
     sig_data = r.take(sig_len, "signature data")
     auth = _parse_auth_data(sig_data, sig_data_offset, nested=version != 3)
-    return Quote(header=header, body_type=body_type, body=body, auth=auth, signed_len=signed_len,
-                 body_offset=body_offset, sig_data_offset=sig_data_offset, raw=raw)
+    return Quote(
+        header=header,
+        body_type=body_type,
+        body=body,
+        auth=auth,
+        signed_len=signed_len,
+        body_offset=body_offset,
+        sig_data_offset=sig_data_offset,
+        raw=raw,
+    )
 
 
 def _parse_auth_data(data: bytes, base: int, nested: bool) -> AuthData:
@@ -278,10 +293,13 @@ def _parse_auth_data(data: bytes, base: int, nested: bool) -> AuthData:
         outer_type = r.u16("certification data type")
         outer_size = r.u32("certification data size")
         if outer_type != CERT_DATA_QE_REPORT:
-            raise ParseError("intel quote", f"certification data type {outer_type}, expected 6",
-                             base + r.pos - 6)
-        r = _Reader(r.take(outer_size, "QE report certification data"),
-                    "intel quote QE report certification data")
+            raise ParseError(
+                "intel quote", f"certification data type {outer_type}, expected 6", base + r.pos - 6
+            )
+        r = _Reader(
+            r.take(outer_size, "QE report certification data"),
+            "intel quote QE report certification data",
+        )
     qe_report = parse_enclave_report(r.take(SGX_BODY_LEN, "QE report"), "QE report")
     qe_sig = r.take(64, "QE report signature")
     auth_len = r.u16("QE auth data size")
@@ -290,9 +308,17 @@ def _parse_auth_data(data: bytes, base: int, nested: bool) -> AuthData:
     cert_size = r.u32("PCK certification data size")
     cert_data = r.take(cert_size, "PCK certification data")
     if cert_type != CERT_DATA_PCK_CHAIN:
-        raise ParseError("intel quote",
-                         f"certification data type {cert_type} is not supported; only 5 "
-                         "(PCK certificate chain) carries the chain needed to verify offline")
-    return AuthData(signature=signature, attestation_key=attestation_key, qe_report=qe_report,
-                    qe_report_signature=qe_sig, qe_auth_data=qe_auth, cert_data_type=cert_type,
-                    cert_data=cert_data)
+        raise ParseError(
+            "intel quote",
+            f"certification data type {cert_type} is not supported; only 5 "
+            "(PCK certificate chain) carries the chain needed to verify offline",
+        )
+    return AuthData(
+        signature=signature,
+        attestation_key=attestation_key,
+        qe_report=qe_report,
+        qe_report_signature=qe_sig,
+        qe_auth_data=qe_auth,
+        cert_data_type=cert_type,
+        cert_data=cert_data,
+    )

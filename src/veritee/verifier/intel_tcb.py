@@ -135,7 +135,7 @@ _RFC3339 = re.compile(
 # --------------------------------------------------------------------------------------
 
 
-class TcbNotSupported(VerificationError):  # noqa: N818  (the name is the API)
+class TcbNotSupported(VerificationError):
     """No TCB level applies (Intel QVL's TCB_NOT_SUPPORTED / TDX_MODULE_MISMATCH).
 
     ``step`` is ``"tcb_level"`` when no platform level matches (for TEE_TCB_SVN or,
@@ -148,7 +148,7 @@ class TcbNotSupported(VerificationError):  # noqa: N818  (the name is the API)
         super().__init__(step, message)
 
 
-class TcbStatusUnrecognized(VerificationError):  # noqa: N818  (pairs with TcbNotSupported)
+class TcbStatusUnrecognized(VerificationError):
     """The matched level carries a status Intel does not allow in that structure.
 
     (Intel QVL's TCB_UNRECOGNIZED_STATUS; dcap-qvl's "Unrecognized TCB status".)

@@ -14,8 +14,8 @@ from veritee.store.kv import SqliteStore
 from veritee.verifier.base import Verifier
 from veritee.verifier.collateral.amd import KdsVekSource
 from veritee.verifier.collateral.cache import CollateralCache
-from veritee.verifier.collateral.intel import FileCollateral, PcsCollateral
-from veritee.verifier.intel import IntelCollateralSource, IntelVerifier
+from veritee.verifier.collateral.intel import FileCollateral, IntelCollateralSource, PcsCollateral
+from veritee.verifier.intel import IntelVerifier
 from veritee.verifier.snp import SnpVerifier, VekSource
 
 TEES = ("tdx", "sgx", "snp")
@@ -45,13 +45,17 @@ def build_verifier(tee: str, settings: VerifierSettings) -> Verifier:
         if settings.collateral_file is not None:
             source = FileCollateral(settings.collateral_file)
         elif settings.pccs_url is not None or settings.offline:
-            source = PcsCollateral(settings.pccs_url or "", cache=_cache(settings),
-                                   offline=settings.offline)
+            source = PcsCollateral(
+                settings.pccs_url or "", cache=_cache(settings), offline=settings.offline
+            )
         return IntelVerifier("tdx" if tee == "tdx" else "sgx", collateral=source)
     if tee == "snp":
         vek_source: VekSource | None = None
         if settings.kds_url is not None or settings.offline:
-            vek_source = KdsVekSource(settings.kds_url or "https://kdsintf.amd.com",
-                                      cache=_cache(settings), offline=settings.offline)
+            vek_source = KdsVekSource(
+                settings.kds_url or "https://kdsintf.amd.com",
+                cache=_cache(settings),
+                offline=settings.offline,
+            )
         return SnpVerifier(cert_chain=settings.cert_chain, vek_source=vek_source)
     raise InputError(f"unknown tee {tee!r}; expected one of {', '.join(TEES)}")

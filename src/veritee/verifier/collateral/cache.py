@@ -1,0 +1,305 @@
+"""The collateral cache, and the cache-or-fetch plumbing shared by the Intel and AMD sources.
+
+Every item (a CRL, a TCB info, a VCEK, ...) is stored on its own, with the window
+in which it is valid: from the latest of its issue time and its signers'
+notBefore, to the earliest of its nextUpdate and its signers' notAfter.  The
+cache hands an item out only while the caller's "as of" time is inside that
+window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from cryptography import x509
+
+from veritee.errors import CollateralError, CollateralMissing
+from veritee.store.kv import KeyValueStore
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "NAMESPACE",
+    "CachedItem",
+    "CollateralCache",
+    "Fetched",
+    "HttpStatusError",
+    "Obtained",
+    "Reply",
+    "Step",
+    "http_get",
+    "obtain",
+    "safe_url",
+    "window_of",
+]
+
+NAMESPACE = "collateral"
+DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=10.0)
+MAX_BODY = 16 * 1024 * 1024
+State = Literal["valid", "expired", "not-yet-valid"]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An item fresh from the network, with its validity window."""
+
+    value: bytes
+    expires_at: dt.datetime | None
+    valid_from: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Obtained:
+    """An item handed to a caller, and where it came from."""
+
+    value: bytes
+    source: Literal["cache", "network"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One item a source needs, for progress display: ``what`` names it."""
+
+    what: str
+    run: Callable[[dt.datetime], Obtained]
+
+
+@dataclass(frozen=True)
+class CachedItem:
+    """What :meth:`CollateralCache.entries` shows about one stored item."""
+
+    kind: str
+    key: str
+    what: str
+    fetched_at: dt.datetime
+    valid_from: dt.datetime | None
+    expires_at: dt.datetime | None
+    size: int
+
+    def state(self, at: dt.datetime) -> State:
+        if self.valid_from is not None and at < self.valid_from:
+            return "not-yet-valid"
+        if self.expires_at is not None and at >= self.expires_at:
+            return "expired"
+        return "valid"
+
+    def to_json(self, at: dt.datetime) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "what": self.what,
+            "fetched": _iso(self.fetched_at),
+            "valid_from": None if self.valid_from is None else _iso(self.valid_from),
+            "expires": None if self.expires_at is None else _iso(self.expires_at),
+            "state": self.state(at),
+            "size": self.size,
+        }
+
+
+class CollateralCache:
+    """Collateral items in a :class:`~veritee.store.kv.KeyValueStore`, each with its own expiry."""
+
+    def __init__(self, store: KeyValueStore, namespace: str = NAMESPACE) -> None:
+        self.store = store
+        self.namespace = namespace
+
+    def get(self, kind: str, key: str, *, at: dt.datetime) -> bytes | None:
+        """The item's bytes if it is cached and valid as of ``at``; else ``None``."""
+        entry = self.store.get(self.namespace, _store_key(kind, key))
+        if entry is None:
+            return None
+        item = _cached_item(kind, key, entry.value, entry.stored_at, entry.expires_at, entry.meta)
+        return entry.value if item.state(_utc(at)) == "valid" else None
+
+    def item(self, kind: str, key: str) -> CachedItem | None:
+        """What is cached under ``kind``/``key``, valid or not."""
+        entry = self.store.get(self.namespace, _store_key(kind, key))
+        if entry is None:
+            return None
+        return _cached_item(kind, key, entry.value, entry.stored_at, entry.expires_at, entry.meta)
+
+    def put(self, kind: str, key: str, fetched: Fetched, *, what: str) -> None:
+        meta = {"kind": kind, "key": key, "what": what}
+        if fetched.valid_from is not None:
+            meta["valid_from"] = _iso(fetched.valid_from)
+        self.store.put(
+            self.namespace,
+            _store_key(kind, key),
+            fetched.value,
+            expires_at=fetched.expires_at,
+            meta=meta,
+        )
+
+    def entries(self) -> list[CachedItem]:
+        """Every cached item, ordered by kind then key."""
+        found = []
+        for entry in self.store.items(self.namespace):
+            kind = entry.meta.get("kind")
+            key = entry.meta.get("key")
+            if kind is None or key is None:
+                continue
+            found.append(
+                _cached_item(kind, key, entry.value, entry.stored_at, entry.expires_at, entry.meta)
+            )
+        return sorted(found, key=lambda i: (i.kind, i.key))
+
+
+def obtain(
+    cache: CollateralCache | None,
+    *,
+    kind: str,
+    key: str,
+    what: str,
+    at: dt.datetime,
+    offline: bool,
+    fetch: Callable[[], Fetched],
+) -> Obtained:
+    """Return the cached item when valid as of ``at``; otherwise fetch and cache it.
+
+    Offline, a miss raises :class:`CollateralMissing` naming ``what``.  A fetched
+    item is returned even when ``at`` is outside its window: the verifier then
+    rejects it with a precise reason, which beats a vague "missing".
+    """
+    if cache is not None:
+        hit = cache.get(kind, key, at=at)
+        if hit is not None:
+            return Obtained(hit, "cache")
+    if offline:
+        raise CollateralMissing(what, _why_missing(cache, kind, key, at))
+    fetched = fetch()
+    if cache is not None:
+        cache.put(kind, key, fetched, what=what)
+    return Obtained(fetched.value, "network")
+
+
+def window_of(
+    certs: Iterable[x509.Certificate],
+    *,
+    not_before: Iterable[dt.datetime | None] = (),
+    not_after: Iterable[dt.datetime | None] = (),
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The (valid_from, expires_at) window: latest start and earliest end of all inputs."""
+    starts = [t for t in not_before if t is not None]
+    ends = [t for t in not_after if t is not None]
+    for cert in certs:
+        starts.append(cert.not_valid_before_utc)
+        ends.append(cert.not_valid_after_utc)
+    return (max(starts) if starts else None, min(ends) if ends else None)
+
+
+class HttpStatusError(CollateralError):
+    """A collateral server answered with a status other than 200."""
+
+    def __init__(self, what: str, url: str, status: int, detail: str = "") -> None:
+        self.url = url
+        self.status = status
+        extra = f" ({detail})" if detail else ""
+        super().__init__(what, f"GET {url} returned HTTP {status}{extra}")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful (HTTP 200) response, fully read."""
+
+    url: str
+    headers: httpx.Headers
+    body: bytes
+
+
+def http_get(client: httpx.Client | None, url: str, *, what: str) -> Reply:
+    """GET ``url`` and return the 200 response; any failure is a :class:`CollateralError`.
+
+    Without a ``client`` a short-lived one is used, so nothing is left open.
+    Messages carry the URL without credentials, and the HTTP status.
+    """
+    if client is None:
+        with httpx.Client(timeout=DEFAULT_TIMEOUT) as own:
+            return _get(own, url, what)
+    return _get(client, url, what)
+
+
+def _get(client: httpx.Client, url: str, what: str) -> Reply:
+    shown = safe_url(url)
+    try:
+        with client.stream("GET", url, follow_redirects=True) as response:
+            if response.status_code != httpx.codes.OK:
+                raise HttpStatusError(
+                    what, shown, response.status_code, _error_detail(response.headers)
+                )
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > MAX_BODY:
+                    raise CollateralError(what, f"GET {shown}: body exceeds {MAX_BODY} bytes")
+    except httpx.TimeoutException as exc:
+        raise CollateralError(what, f"GET {shown} timed out") from exc
+    except httpx.HTTPError as exc:
+        raise CollateralError(what, f"GET {shown} failed: {type(exc).__name__}: {exc}") from exc
+    return Reply(shown, response.headers, bytes(body))
+
+
+def safe_url(url: str) -> str:
+    """``url`` without any user:password part, for messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _error_detail(headers: httpx.Headers) -> str:
+    # Intel PCS and PCCS explain refusals in these headers; keep them short.
+    message = headers.get("Error-Message") or headers.get("Error-Code") or ""
+    return message[:200]
+
+
+def _why_missing(cache: CollateralCache | None, kind: str, key: str, at: dt.datetime) -> str:
+    if cache is None:
+        return "offline mode and no cache configured"
+    item = cache.item(kind, key)
+    if item is None:
+        return "offline mode and not in the cache"
+    state = item.state(_utc(at))
+    if state == "expired" and item.expires_at is not None:
+        return f"offline mode and the cached copy expired at {_iso(item.expires_at)}"
+    if item.valid_from is not None:
+        return f"offline mode and the cached copy is valid only from {_iso(item.valid_from)}"
+    return "offline mode and the cached copy is not valid"  # pragma: no cover
+
+
+def _cached_item(
+    kind: str,
+    key: str,
+    value: bytes,
+    stored_at: dt.datetime,
+    expires_at: dt.datetime | None,
+    meta: Mapping[str, str],
+) -> CachedItem:
+    valid_from = meta.get("valid_from")
+    return CachedItem(
+        kind=kind,
+        key=key,
+        what=meta.get("what", f"{kind} {key}"),
+        fetched_at=stored_at,
+        valid_from=None if valid_from is None else dt.datetime.fromisoformat(valid_from),
+        expires_at=expires_at,
+        size=len(value),
+    )
+
+
+def _store_key(kind: str, key: str) -> str:
+    return f"{kind}/{key}"
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _iso(value: dt.datetime) -> str:
+    return _utc(value).isoformat().replace("+00:00", "Z")
