@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from tests.verifier.collateral.conftest import LocalServer, refused_url, serve_kds, serve_pccs
+from local_pcs import LocalServer, refused_url, serve_kds, serve_pccs
 from typer.testing import CliRunner
 
 from veritee.cli.collateral import app

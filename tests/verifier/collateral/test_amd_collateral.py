@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 import pytest
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
-from tests.verifier.collateral.conftest import A1_HWID, LocalServer, Reply, refused_url
+from local_pcs import A1_HWID, LocalServer, Reply, refused_url
 
 from veritee.errors import CollateralError, CollateralMissing, ParseError
 from veritee.store.kv import MemoryStore

@@ -9,7 +9,7 @@ from pathlib import Path
 import dcap_qvl
 import httpx
 import pytest
-from tests.verifier.collateral.conftest import LocalServer, Reply, refused_url, serve_pccs
+from local_pcs import LocalServer, Reply, refused_url, serve_pccs
 
 from veritee.errors import CollateralError, CollateralMissing, InputError, ParseError
 from veritee.store.kv import MemoryStore, SqliteStore
