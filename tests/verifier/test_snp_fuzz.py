@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from veritee.errors import ParseError
 from veritee.verifier.base import VerifyOptions
 from veritee.verifier.snp import SnpVerifier
-from veritee.verifier.snp_report import parse_evidence, parse_report
+from veritee.verifier.snp_evidence import parse_evidence
+from veritee.verifier.snp_report import parse_report
 
 OPTS = VerifyOptions(at=dt.datetime(2025, 6, 1, tzinfo=dt.UTC), allow_debug=True)
 FUZZ = settings(

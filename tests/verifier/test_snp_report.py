@@ -8,21 +8,19 @@ import json
 import struct
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
+from snp_serde import serde_form
 
 from veritee.errors import ParseError
 from veritee.pem import load_certificates
+from veritee.verifier.snp_evidence import parse_evidence, rebuild_report, unwrap_hcl_report
 from veritee.verifier.snp_report import (
     REPORT_LEN,
     SIGNED_LEN,
     TcbVersion,
-    parse_evidence,
     parse_report,
     product_from_cpuid,
-    rebuild_report,
-    unwrap_hcl_report,
 )
 
 # --------------------------------------------------------------------------- helpers
@@ -55,61 +53,6 @@ def synthetic(version: int, cpuid: tuple[int, int, int], tcb: bytes = bytes(rang
     out[0x1A0:0x1A8] = b"\x11" * 8
     struct.pack_into("<QQ", out, 0x1F8, 0x1122, 0x3344)
     return bytes(out)
-
-
-def serde_form(raw: bytes, *, turin: bool = False) -> dict[str, Any]:
-    """virtee/sev's serde form of a report, written from the byte layout (independent encoder)."""
-
-    def u32(o: int) -> int:
-        return int(struct.unpack_from("<I", raw, o)[0])
-
-    def u64(o: int) -> int:
-        return int(struct.unpack_from("<Q", raw, o)[0])
-
-    def arr(o: int, n: int) -> list[int]:
-        return list(raw[o : o + n])
-
-    def tcb(o: int) -> dict[str, int | None]:
-        b = raw[o : o + 8]
-        if turin:
-            return {"fmc": b[0], "bootloader": b[1], "tee": b[2], "snp": b[3], "microcode": b[7]}
-        return {"fmc": None, "bootloader": b[0], "tee": b[1], "snp": b[6], "microcode": b[7]}
-
-    def ver(o: int) -> dict[str, int]:
-        return {"major": raw[o + 2], "minor": raw[o + 1], "build": raw[o]}
-
-    v = u32(0)
-    return {
-        "version": v,
-        "guest_svn": u32(4),
-        "policy": u64(8),
-        "family_id": arr(0x10, 16),
-        "image_id": arr(0x20, 16),
-        "vmpl": u32(0x30),
-        "sig_algo": u32(0x34),
-        "current_tcb": tcb(0x38),
-        "plat_info": u64(0x40),
-        "key_info": u32(0x48),
-        "report_data": arr(0x50, 64),
-        "measurement": arr(0x90, 48),
-        "host_data": arr(0xC0, 32),
-        "id_key_digest": arr(0xE0, 48),
-        "author_key_digest": arr(0x110, 48),
-        "report_id": arr(0x140, 32),
-        "report_id_ma": arr(0x160, 32),
-        "reported_tcb": tcb(0x180),
-        "cpuid_fam_id": raw[0x188] if v >= 3 else None,
-        "cpuid_mod_id": raw[0x189] if v >= 3 else None,
-        "cpuid_step": raw[0x18A] if v >= 3 else None,
-        "chip_id": arr(0x1A0, 64),
-        "committed_tcb": tcb(0x1E0),
-        "current": ver(0x1E8),
-        "committed": ver(0x1EC),
-        "launch_tcb": tcb(0x1F0),
-        "launch_mit_vector": u64(0x1F8) if v >= 5 else None,
-        "current_mit_vector": u64(0x200) if v >= 5 else None,
-        "signature": {"r": arr(0x2A0, 72), "s": arr(0x2E8, 72)},
-    }
 
 
 def trustee_json(raw: bytes, certs: list[tuple[str, bytes]] | None = None, **kw: bool) -> bytes:

@@ -22,7 +22,8 @@ from veritee.encoding import read_evidence_file
 from veritee.errors import VeriteeError
 from veritee.store.kv import SqliteStore
 from veritee.verifier.collateral.amd import KDS_URL, KdsVekSource, vek_request_from_report
-from veritee.verifier.collateral.cache import DEFAULT_TIMEOUT, CachedItem, CollateralCache, Step
+from veritee.verifier.collateral.cache import CachedItem, CollateralCache, Step
+from veritee.verifier.collateral.http import DEFAULT_TIMEOUT
 from veritee.verifier.collateral.intel import (
     INTEL_PCS_URL,
     INTEL_ROOT_CA_CRL_URL,

@@ -12,6 +12,8 @@ JSON = dict[str, Any]
 
 # A status used when verification stopped before a TCB status could be known.
 TCB_UNKNOWN = "Unknown"
+# The vendor publishes no TCB status for this TEE (AMD SEV-SNP); policy judges the raw TCB.
+TCB_NOT_APPLICABLE = "NotApplicable"
 # No TCB level in the signed TCB info matches the platform (Intel QVL's TCB_NOT_SUPPORTED).
 TCB_NOT_SUPPORTED = "TcbNotSupported"
 

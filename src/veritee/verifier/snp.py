@@ -26,9 +26,10 @@ report signature, so a tampered CHIP_ID or REPORTED_TCB is named as such.  VMPL
 is reported in the claims, never rejected.
 
 AMD publishes no TCB status service comparable to Intel's, so a verified report
-always has ``tcb_status`` "UpToDate": the TCB it reports is exactly the one its
-VCEK was issued for.  Minimum-TCB rules belong in policy, over the
-``reported_tcb_*`` claims.
+has ``tcb_status`` "NotApplicable" (never "UpToDate", which a naive policy would
+trust): the VEK binding only proves the TCB it reports is the one its VCEK was
+issued for.  Minimum-TCB rules belong in policy, over the ``reported_tcb_*``
+claims.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from veritee.errors import CollateralError, ParseError, VerificationError
 from veritee.pem import load_certificates
-from veritee.verifier.base import JSON, Verdict, VerifyOptions, pad, rejected
+from veritee.verifier.base import JSON, TCB_NOT_APPLICABLE, Verdict, VerifyOptions, pad, rejected
+from veritee.verifier.snp_evidence import parse_evidence
 from veritee.verifier.snp_report import (
     PRODUCTS,
     SIG_ALGO_ECDSA_P384_SHA384,
@@ -57,13 +59,11 @@ from veritee.verifier.snp_report import (
     SIGNING_KEY_VLEK,
     AttestationReport,
     Product,
-    parse_evidence,
     parse_report,
 )
 from veritee.verifier.snp_roots import pinned_roots
 
 TEE: Final = "snp"
-TCB_UP_TO_DATE: Final = "UpToDate"
 
 _AMD_OID = "1.3.6.1.4.1.3704.1."
 OID_PRODUCT_NAME: Final = x509.ObjectIdentifier(_AMD_OID + "2")
@@ -155,7 +155,7 @@ class SnpVerifier:
             _check_report(report, chain, options)
         except VerificationError as exc:
             return rejected(TEE, exc, claims=claims)
-        return Verdict(tee=TEE, verified=True, tcb_status=TCB_UP_TO_DATE, claims=claims)
+        return Verdict(tee=TEE, verified=True, tcb_status=TCB_NOT_APPLICABLE, claims=claims)
 
     # ------------------------------------------------------------------ collateral
 

@@ -21,7 +21,8 @@ from veritee.verifier.collateral.amd import (
     vcek_path,
     vek_request_from_report,
 )
-from veritee.verifier.collateral.cache import CollateralCache, HttpStatusError
+from veritee.verifier.collateral.cache import CollateralCache
+from veritee.verifier.collateral.http import HttpStatusError
 
 A1_PATH = f"/vcek/v1/Milan/{A1_HWID}"
 A1_QUERY = "blSPL=02&teeSPL=00&snpSPL=05&ucodeSPL=68"

@@ -10,13 +10,8 @@ import pytest
 from veritee.errors import CollateralMissing
 from veritee.pem import load_certificates
 from veritee.store.kv import MemoryStore, SqliteStore
-from veritee.verifier.collateral.cache import (
-    CollateralCache,
-    Fetched,
-    obtain,
-    safe_url,
-    window_of,
-)
+from veritee.verifier.collateral.cache import CollateralCache, Fetched, obtain, window_of
+from veritee.verifier.collateral.http import safe_url
 
 T0 = dt.datetime(2023, 6, 8, tzinfo=dt.UTC)
 T1 = dt.datetime(2023, 7, 8, tzinfo=dt.UTC)

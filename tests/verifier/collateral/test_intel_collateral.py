@@ -13,7 +13,8 @@ from local_pcs import LocalServer, Reply, refused_url, serve_pccs
 
 from veritee.errors import CollateralError, CollateralMissing, InputError, ParseError
 from veritee.store.kv import MemoryStore, SqliteStore
-from veritee.verifier.collateral.cache import CollateralCache, HttpStatusError
+from veritee.verifier.collateral.cache import CollateralCache
+from veritee.verifier.collateral.http import HttpStatusError
 from veritee.verifier.collateral.intel import (
     FIELDS,
     FileCollateral,

@@ -24,14 +24,8 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from veritee.errors import CollateralError, ParseError
 from veritee.pem import load_certificates
-from veritee.verifier.collateral.cache import (
-    CollateralCache,
-    Fetched,
-    Obtained,
-    http_get,
-    obtain,
-    window_of,
-)
+from veritee.verifier.collateral.cache import CollateralCache, Fetched, Obtained, obtain, window_of
+from veritee.verifier.collateral.http import http_get
 
 __all__ = [
     "KDS_URL",

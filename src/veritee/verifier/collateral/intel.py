@@ -26,14 +26,12 @@ from veritee.pem import load_certificates
 from veritee.verifier.collateral.cache import (
     CollateralCache,
     Fetched,
-    HttpStatusError,
     Obtained,
-    Reply,
     Step,
-    http_get,
     obtain,
     window_of,
 )
+from veritee.verifier.collateral.http import HttpStatusError, Reply, http_get
 
 __all__ = [
     "FIELDS",
