@@ -21,10 +21,12 @@ import functools
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Literal
 
 import dcap_qvl
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from veritee.errors import ParseError, VerificationError
@@ -130,18 +132,17 @@ def unwrap_evidence(evidence: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _untrusted_root(pck_chain_pem: bytes, root_der: bytes) -> str | None:
-    """Describe a self-issued root in the chain that is not the trusted root, if any."""
+def _chain_root(pck_chain_pem: bytes) -> bytes | None:
+    """The DER of the self-issued root at the end of a PCK chain, if the chain carries one."""
     for cert in parse_pck_chain(pck_chain_pem).chain:
-        if cert.subject != cert.issuer:
-            continue
-        der = cert.public_bytes(serialization.Encoding.DER)
-        if not hmac.compare_digest(der, root_der):
-            return (
-                f"the PCK chain ends in an untrusted root '{cert.subject.rfc4514_string()}' "
-                f"(SHA-256 {hashlib.sha256(der).hexdigest()})"
-            )
+        if cert.subject == cert.issuer:
+            return cert.public_bytes(serialization.Encoding.DER)
     return None
+
+
+def _describe_root(der: bytes) -> str:
+    cert = x509.load_der_x509_certificate(der)
+    return f"'{cert.subject.rfc4514_string()}' (SHA-256 {hashlib.sha256(der).hexdigest()})"
 
 
 @functools.lru_cache(maxsize=256)
@@ -184,10 +185,15 @@ class IntelVerifier:
         *,
         collateral: IntelCollateralSource | None,
         root_ca_der: bytes | None = None,
+        extra_roots: Sequence[bytes] = (),
     ) -> None:
+        """``root_ca_der`` replaces the pinned Intel SGX Root CA; ``extra_roots`` are
+        trusted beside it (test roots from the emulator, configured explicitly).
+        Evidence that chains to any root other than Intel's is marked emulated."""
         self.tee = tee
         self._collateral = collateral
         self._root = root_ca_der if root_ca_der is not None else intel_root_ca()
+        self._roots = (self._root, *extra_roots)
 
     def verify(self, evidence: bytes, options: VerifyOptions) -> Verdict:
         raw = unwrap_evidence(evidence)
@@ -198,10 +204,10 @@ class IntelVerifier:
             intel_claims.tdx_claims(quote) if self.tee == "tdx" else intel_claims.sgx_claims(quote)
         )
         try:
-            pck = self._platform(quote)
+            pck, root = self._platform(quote)
             text = self._collateral_text(pck, options)
             coll = _collateral_object(text)
-            facts = collateral_facts(text, quote.pck_chain_pem, self._root)
+            facts = collateral_facts(text, quote.pck_chain_pem, root)
         except VerificationError as exc:
             return rejected(self.tee, exc, claims=claims)
         except (ParseError, ValueError) as exc:
@@ -210,10 +216,14 @@ class IntelVerifier:
                 VerificationError("collateral", f"malformed collateral: {exc}"),
                 claims=claims,
             )
+        if root != intel_root_ca():
+            claims["emulated"] = True
         try:
-            report = dcap_qvl.verify_with_root_ca(raw, coll, self._root, options.unix_time())
+            report = dcap_qvl.verify_with_root_ca(raw, coll, root, options.unix_time())
         except ValueError as exc:
-            return self._qvl_failure(quote, pck, text, facts, claims, _qvl_message(exc), options)
+            return self._qvl_failure(
+                quote, pck, root, text, facts, claims, _qvl_message(exc), options
+            )
         try:
             evaluation = self._evaluate(quote, pck, facts)
         except VerificationError as exc:
@@ -226,15 +236,23 @@ class IntelVerifier:
         )
         return self._bindings(quote, claims, status, advisories, options)
 
-    def _platform(self, quote: Quote) -> PckInfo:
+    def _platform(self, quote: Quote) -> tuple[PckInfo, bytes]:
+        """The platform's PCK facts, and which trusted root its chain ends in."""
         try:
             pck = parse_pck_chain(quote.pck_chain_pem)
         except ParseError as exc:
             raise VerificationError("pck_chain", str(exc)) from exc
-        problem = _untrusted_root(quote.pck_chain_pem, self._root)
-        if problem is not None:
-            raise VerificationError("root_ca", problem)
-        return pck
+        carried = _chain_root(quote.pck_chain_pem)
+        if carried is None:
+            return pck, self._root
+        for trusted in self._roots:
+            if hmac.compare_digest(carried, trusted):
+                return pck, trusted
+        raise VerificationError(
+            "root_ca",
+            f"the PCK chain ends in an untrusted root {_describe_root(carried)}; "
+            "a test root must be configured explicitly (--trust-root)",
+        )
 
     def _collateral_text(self, pck: PckInfo, options: VerifyOptions) -> str:
         if self._collateral is None:
@@ -263,6 +281,7 @@ class IntelVerifier:
         self,
         quote: Quote,
         pck: PckInfo,
+        root: bytes,
         text: str,
         facts: CollateralFacts,
         claims: JSON,
@@ -276,7 +295,7 @@ class IntelVerifier:
                 quote.pck_chain_pem,
                 bytes.fromhex(coll["pck_crl"]),
                 bytes.fromhex(coll["root_ca_crl"]),
-                self._root,
+                root,
                 options.when(),
             )
             message = f"{message}: {reason}"

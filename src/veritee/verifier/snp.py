@@ -35,6 +35,8 @@ claims.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -61,7 +63,7 @@ from veritee.verifier.snp_report import (
     Product,
     parse_report,
 )
-from veritee.verifier.snp_roots import pinned_roots
+from veritee.verifier.snp_roots import fingerprint, pinned_arks, pinned_roots
 
 TEE: Final = "snp"
 
@@ -151,7 +153,9 @@ class SnpVerifier:
             report = parse_report(report.raw, chain.product)
         claims = snp_claims(report, chain.product)
         try:
-            _check_chain(chain, _utc(options.when()))
+            ark = _check_chain(chain, _utc(options.when()))
+            if _der(ark) not in _pinned_ark_ders():
+                claims["emulated"] = True
             _check_report(report, chain, options)
         except VerificationError as exc:
             return rejected(TEE, exc, claims=claims)
@@ -258,16 +262,39 @@ def _build_chain(
 # ---------------------------------------------------------------------- chain checks
 
 
-def _check_chain(chain: _Chain, when: dt.datetime) -> None:
+@functools.cache
+def _pinned_ark_ders() -> frozenset[bytes]:
+    return frozenset(_der(c) for c in pinned_arks())
+
+
+def _signs(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+    key = _public_key(issuer)
+    if not isinstance(key, rsa.RSAPublicKey):
+        return False
+    try:
+        key.verify(cert.signature, cert.tbs_certificate_bytes, _PSS, hashes.SHA384())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _check_chain(chain: _Chain, when: dt.datetime) -> x509.Certificate:
+    """Check ARK → ASK/ASVK → VEK at ``when``; return the trusted ARK that anchors it."""
     vek = chain.vek
     ask = next((c for c in chain.intermediates if c.subject == vek.issuer), chain.intermediates[0])
     known_der = {_der(c) for c in chain.known_arks}
     for supplied in chain.supplied_arks:
         if _der(supplied) not in known_der:
-            raise VerificationError("ark", f"ARK {_cn(supplied)!r} is not a trusted AMD root")
-    ark = next((c for c in chain.trusted_arks if c.subject == ask.issuer), None)
-    if ark is None:
+            raise VerificationError(
+                "ark",
+                f"ARK {_cn(supplied)!r} (SHA-256 {fingerprint(supplied)}) is not a trusted "
+                "AMD root; a test root must be configured explicitly (--trust-root)",
+            )
+    candidates = [c for c in chain.trusted_arks if c.subject == ask.issuer]
+    if not candidates:
         raise VerificationError("ark", f"no trusted ARK named {_cn_of(ask.issuer)!r}")
+    # Test roots reuse AMD's names, so pick the trusted ARK whose key signed this ASK.
+    ark = next((c for c in candidates if _signs(c, ask)), candidates[0])
     _check_signed("ark", ark, ark, when)
     _check_signed("ask", ask, ark, when)
     _check_signed("vek", vek, ask, when)
@@ -287,6 +314,7 @@ def _check_chain(chain: _Chain, when: dt.datetime) -> None:
             f"the VEK is for {named or 'an unknown product'}, the "
             f"report is from a {chain.product} processor",
         )
+    return ark
 
 
 def _check_signed(
@@ -336,9 +364,13 @@ def _check_report(report: AttestationReport, chain: _Chain, options: VerifyOptio
         _check_chip_id(report, chain.vek, chain.product)
     _check_vek_tcb(report, chain.vek)
     _check_signature(report, chain.vek)
-    if options.report_data is not None and pad(options.report_data, 64) != report.report_data:
+    if options.report_data is not None and not hmac.compare_digest(
+        pad(options.report_data, 64), report.report_data
+    ):
         raise VerificationError("report_data", "REPORT_DATA differs from the expected value")
-    if options.init_data is not None and pad(options.init_data, 32) != report.host_data:
+    if options.init_data is not None and not hmac.compare_digest(
+        pad(options.init_data, 32), report.host_data
+    ):
         raise VerificationError("init_data", "HOST_DATA differs from the expected init-data digest")
     if report.policy.debug_allowed and not options.allow_debug:
         raise VerificationError("debug", "POLICY.DEBUG is set: the guest can be debugged")
