@@ -13,7 +13,7 @@ _HCL_MAGIC = b"HCLA"
 
 
 def detect_tee(evidence: bytes) -> str:
-    """Return "tdx", "sgx" or "snp"; raise :class:`InputError` when it is none of them."""
+    """Return "tdx", "sgx", "snp" or "sample"; raise :class:`InputError` when it is none of them."""
     if evidence.lstrip().startswith(b"{"):
         return _detect_json(evidence)
     if evidence.startswith(_HCL_MAGIC):
@@ -40,6 +40,8 @@ def _detect_json(evidence: bytes) -> str:
         raise InputError("evidence JSON is not an object")
     if "attestation_report" in doc or ("report" in doc and "vcek" in doc):
         return "snp"
+    if isinstance(doc.get("svn"), str):
+        return "sample"
     if "quote" in doc and isinstance(doc["quote"], str):
         return detect_tee(unwrap_evidence(evidence))
     raise InputError("evidence JSON is not a known TEE evidence shape; pass --tee")

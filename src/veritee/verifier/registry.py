@@ -16,9 +16,12 @@ from veritee.verifier.collateral.amd import KdsVekSource
 from veritee.verifier.collateral.cache import CollateralCache
 from veritee.verifier.collateral.intel import FileCollateral, IntelCollateralSource, PcsCollateral
 from veritee.verifier.intel import IntelVerifier
+from veritee.verifier.sample import SampleVerifier
 from veritee.verifier.snp import SnpVerifier, VekSource
+from veritee.verifier.snp_roots import pinned_arks
+from veritee.verifier.trust_root import load_test_anchors
 
-TEES = ("tdx", "sgx", "snp")
+TEES = ("tdx", "sgx", "snp", "sample")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class VerifierSettings:
     kds_url: str | None = None
     cache_path: Path | None = None
     offline: bool = False
+    trust_root: Path | None = None
+    allow_sample: bool = False
 
 
 def _cache(settings: VerifierSettings) -> CollateralCache | None:
@@ -40,6 +45,7 @@ def _cache(settings: VerifierSettings) -> CollateralCache | None:
 
 
 def build_verifier(tee: str, settings: VerifierSettings) -> Verifier:
+    anchors = load_test_anchors(settings.trust_root) if settings.trust_root else None
     if tee in ("tdx", "sgx"):
         source: IntelCollateralSource | None = None
         if settings.collateral_file is not None:
@@ -48,7 +54,8 @@ def build_verifier(tee: str, settings: VerifierSettings) -> Verifier:
             source = PcsCollateral(
                 settings.pccs_url or "", cache=_cache(settings), offline=settings.offline
             )
-        return IntelVerifier("tdx" if tee == "tdx" else "sgx", collateral=source)
+        extra = (anchors.intel_root_der,) if anchors and anchors.intel_root_der else ()
+        return IntelVerifier("tdx" if tee == "tdx" else "sgx", collateral=source, extra_roots=extra)
     if tee == "snp":
         vek_source: VekSource | None = None
         if settings.kds_url is not None or settings.offline:
@@ -57,5 +64,8 @@ def build_verifier(tee: str, settings: VerifierSettings) -> Verifier:
                 cache=_cache(settings),
                 offline=settings.offline,
             )
-        return SnpVerifier(cert_chain=settings.cert_chain, vek_source=vek_source)
+        arks = (*pinned_arks(), *anchors.amd_arks) if anchors and anchors.amd_arks else None
+        return SnpVerifier(cert_chain=settings.cert_chain, vek_source=vek_source, trusted_arks=arks)
+    if tee == "sample":
+        return SampleVerifier(enabled=settings.allow_sample)
     raise InputError(f"unknown tee {tee!r}; expected one of {', '.join(TEES)}")
