@@ -30,13 +30,19 @@ def test_enabled_checks_report_data_exactly() -> None:
 
 def test_claims_are_trustees_and_marked_emulated() -> None:
     claims = SampleVerifier(enabled=True).verify(EVIDENCE, VerifyOptions()).claims
-    assert claims == {"svn": "1", "report_data": base64.b64encode(b"nonce").decode(),
-                      "launch_digest": "abcde", "platform_version": {"major": 1, "minor": 4},
-                      "debug": False, "emulated": True}
+    assert claims == {
+        "svn": "1",
+        "report_data": base64.b64encode(b"nonce").decode(),
+        "launch_digest": "abcde",
+        "platform_version": {"major": 1, "minor": 4},
+        "debug": False,
+        "emulated": True,
+    }
 
 
-@pytest.mark.parametrize("data", [b"", b"[]", b'{"svn": 1}', b'{"svn": "1", "report_data": 5}',
-                                  b"{bad"])
+@pytest.mark.parametrize(
+    "data", [b"", b"[]", b'{"svn": 1}', b'{"svn": "1", "report_data": 5}', b"{bad"]
+)
 def test_malformed(data: bytes) -> None:
     with pytest.raises(ParseError):
         SampleVerifier(enabled=True).verify(data, VerifyOptions())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from veritee.cli import collateral, verify
+from veritee.cli import collateral, emulator, verify
 
 app = typer.Typer(
     name="veritee",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command(name="verify")(verify.verify)
 app.add_typer(collateral.app, name="collateral", help="Fetch, cache and show TEE collateral.")
+app.add_typer(emulator.app, name="emulator", help="Emulated TEEs under a generated test root.")
 
 
 def main() -> None:

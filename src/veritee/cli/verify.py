@@ -52,7 +52,7 @@ def _read(path: Path | None, flag: str) -> bytes | None:
 
 def verify(
     evidence: Annotated[Path, typer.Argument(help="Quote or report: binary, hex or base64.")],
-    tee: Annotated[str, typer.Option(help="auto, tdx, sgx or snp.")] = "auto",
+    tee: Annotated[str, typer.Option(help="auto, tdx, sgx, snp or sample.")] = "auto",
     collateral: Annotated[
         Path | None, typer.Option(help="Intel collateral bundle (dcap-qvl QuoteCollateralV3 JSON).")
     ] = None,
@@ -73,6 +73,13 @@ def verify(
         bool, typer.Option(help="Accept debug TDs, enclaves and guests (always reported).")
     ] = False,
     offline: Annotated[bool, typer.Option(help="Use only cached collateral.")] = False,
+    trust_root: Annotated[
+        Path | None,
+        typer.Option(help="Also trust this emulator test root (evidence is marked emulated)."),
+    ] = None,
+    allow_sample: Annotated[
+        bool, typer.Option(help="Accept Trustee's unsigned 'sample' evidence (tests only).")
+    ] = False,
     cache: Annotated[Path | None, typer.Option(help="Collateral cache (SQLite).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -97,6 +104,8 @@ def verify(
         kds_url=kds,
         cache_path=cache or (default_cache_path() if uses_network else None),
         offline=offline,
+        trust_root=trust_root,
+        allow_sample=allow_sample,
     )
     console = Console(stderr=False)
     kind = tee
