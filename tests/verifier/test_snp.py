@@ -235,18 +235,25 @@ def turin_setup(wrapped_hwid: bool = False) -> TurinSetup:
 class FixedVekSource:
     """A VekSource that serves one certificate and records what it was asked for."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, chain: bytes = b"") -> None:
         self.data = data
+        self.chain = chain
         self.calls: list[tuple[str, bytes, dict[str, int]]] = []
 
     def vek_for(self, product: str, chip_id: bytes, reported_tcb: Mapping[str, int]) -> bytes:
         self.calls.append((product, chip_id, dict(reported_tcb)))
         return self.data
 
+    def cert_chain(self, product: str, signer: str) -> bytes:
+        return self.chain
+
 
 class FailingVekSource:
     def vek_for(self, product: str, chip_id: bytes, reported_tcb: Mapping[str, int]) -> bytes:
         raise CollateralError("vcek", f"KDS has no VCEK for {product}")
+
+    def cert_chain(self, product: str, signer: str) -> bytes:
+        raise CollateralError("cert_chain", f"KDS has no chain for {product}")
 
 
 # ====================================================================== negative tests
@@ -666,8 +673,8 @@ def test_synthetic_turin_report_verifies(vectors: Path) -> None:
 
 def test_synthetic_turin_vek_source_gets_fmc() -> None:
     t = turin_setup()
-    source = FixedVekSource(der(t.vcek))
-    verifier = SnpVerifier(cert_chain=pem(t.ask), vek_source=source, trusted_arks=[t.ark])
+    source = FixedVekSource(der(t.vcek), chain=pem(t.ask) + pem(t.ark))
+    verifier = SnpVerifier(vek_source=source, trusted_arks=[t.ark])
     assert verifier.verify(t.report, OPTS).verified
     assert source.calls == [("Turin", TURIN_CHIP, TURIN_TCB)]
 

@@ -102,7 +102,7 @@ _STEPS: tuple[tuple[str, str], ...] = (
     ("UnknownIssuer", "pck_chain"),
     ("BadSignature", "pck_chain"),
     ("CRL", "crl"),
-    ("Unknown QE vendor ID", "parse"),
+    ("Unknown QE vendor ID", "qe_vendor"),
     ("quote", "parse"),
 )
 

@@ -39,7 +39,7 @@ import functools
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from asn1crypto import core
 from cryptography import x509
@@ -96,9 +96,13 @@ class VekSource(Protocol):
     has keys "bootloader", "tee", "snp", "microcode" and, on Turin, "fmc".
     Returns the VCEK as DER or PEM; raises
     :class:`~veritee.errors.CollateralError` when it cannot be had.
+    ``cert_chain`` returns the ASK (or ASVK) and ARK above it, as KDS serves them;
+    the ARK is still checked against the trusted ARKs.
     """
 
     def vek_for(self, product: str, chip_id: bytes, reported_tcb: Mapping[str, int]) -> bytes: ...
+
+    def cert_chain(self, product: str, signer: Literal["vcek", "vlek"]) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -177,9 +181,13 @@ class SnpVerifier:
             wanted = "vlek" if report.signing_key == SIGNING_KEY_VLEK else "vcek"
             best = next((c for c in veks if _vek_kind(c) == wanted), veks[0])
             return best, supplied
-        return self._fetch_vek(report), supplied
+        vek, above = self._fetch_vek(report)
+        return vek, supplied + above
 
-    def _fetch_vek(self, report: AttestationReport) -> x509.Certificate:
+    def _fetch_vek(
+        self, report: AttestationReport
+    ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+        """The VCEK from the VEK source, and the ASK/ARK it serves above it."""
         if self._vek_source is None:
             raise VerificationError(
                 "collateral",
@@ -211,9 +219,22 @@ class SnpVerifier:
             found = [c for c in certs if _is_ec(c)]
             if not found:
                 raise VerificationError("collateral", "VEK source returned no EC certificate")
-            return found[0]
+            return found[0], self._chain_above(product)
         assert last is not None
         raise last
+
+    def _chain_above(self, product: str) -> tuple[x509.Certificate, ...]:
+        """The ASK and ARK the VEK source serves, if it can.
+
+        AMD's own ASKs are pinned, so for real hardware this adds nothing that
+        is needed; a test root's ASK can only come from here.  Whatever comes
+        back is still checked against the trusted ARKs.
+        """
+        assert self._vek_source is not None
+        try:
+            return tuple(load_certificates(self._vek_source.cert_chain(product, "vcek")))
+        except (CollateralError, ParseError):
+            return ()
 
 
 def verify_vek_chain(
