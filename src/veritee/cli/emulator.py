@@ -8,23 +8,17 @@ from typing import Annotated, Literal, cast
 import typer
 from rich.console import Console
 
+from veritee.emulator.amd_pki import PRODUCTS
 from veritee.emulator.evidence import EMULATED_TEES, EvidenceRequest, emulate
+from veritee.emulator.intel_pki import TCB_STATUSES
 from veritee.emulator.root import TestRoot
 from veritee.errors import InputError
 
 app = typer.Typer(no_args_is_help=True, help="Emulated TEEs under a generated test root.")
 console = Console()
 
-_PRODUCTS = ("Milan", "Genoa", "Turin")
-_STATUSES = (
-    "UpToDate",
-    "SWHardeningNeeded",
-    "ConfigurationNeeded",
-    "ConfigurationAndSWHardeningNeeded",
-    "OutOfDate",
-    "OutOfDateConfigurationNeeded",
-    "Revoked",
-)
+_PRODUCTS = PRODUCTS
+_STATUSES = TCB_STATUSES
 
 
 def _fail(message: str) -> typer.Exit:
@@ -50,7 +44,7 @@ def init(
     try:
         TestRoot.init(
             directory,
-            product=cast(Literal["Milan", "Genoa", "Turin"], product),
+            product=product,
             tcb_status=tcb_status,
         )
     except InputError as exc:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from veritee.emulator.amd_pki import AmdProduct, AmdTestRoot, Signer
 from veritee.verifier.snp_report import (
+    BYTE_FIELDS,
     REPORT_LEN,
     SIG_ALGO_ECDSA_P384_SHA384,
     SIGNED_LEN,
@@ -104,19 +105,6 @@ class SnpFields:
     mask_chip_id: bool = False
 
 
-_BYTE_FIELDS: Final = (
-    ("family_id", 0x10, 16),
-    ("image_id", 0x20, 16),
-    ("report_data", 0x50, 64),
-    ("measurement", 0x90, 48),
-    ("host_data", 0xC0, 32),
-    ("id_key_digest", 0xE0, 48),
-    ("author_key_digest", 0x110, 48),
-    ("report_id", 0x140, 32),
-    ("report_id_ma", 0x160, 32),
-)
-
-
 def build_snp_report(root: AmdTestRoot, fields: SnpFields) -> bytes:
     """The 1184-byte report, signed by ``root``'s VCEK or VLEK key (``fields.signer``).
 
@@ -149,7 +137,7 @@ def build_snp_report(root: AmdTestRoot, fields: SnpFields) -> bytes:
     struct.pack_into("<II", out, 0x30, _uint("vmpl", fields.vmpl, 32), SIG_ALGO_ECDSA_P384_SHA384)
     out[0x38:0x40] = tcb("current_tcb", fields.current_tcb)
     struct.pack_into("<QI", out, 0x40, _uint("platform_info", fields.platform_info, 64), key_info)
-    for name, off, size in _BYTE_FIELDS:
+    for name, off, size in BYTE_FIELDS:
         out[off : off + size] = _sized(name, getattr(fields, name), size)
     out[0x180:0x188] = reported
     out[0x188:0x18B] = bytes(CPUID[root.product])

@@ -37,6 +37,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 
+from veritee.binary import Reader
 from veritee.errors import ParseError
 
 __all__ = ["EVENT_TYPES", "JSON", "parse_ccel", "replay", "replay_ccel"]
@@ -104,37 +105,12 @@ class _Bad(Exception):
     """An event's data that its type's parser rejects (becomes a ParseError)."""
 
 
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int, field: str) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ParseError(
-                WHAT,
-                f"truncated: {field} needs {n} bytes, {max(len(self.data) - self.pos, 0)} left",
-                self.pos,
-            )
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def u16(self, field: str) -> int:
-        value: int = struct.unpack("<H", self.take(2, field))[0]
-        return value
-
-    def u32(self, field: str) -> int:
-        value: int = struct.unpack("<I", self.take(4, field))[0]
-        return value
-
-
 # --------------------------------------------------------------------------- parsing
 
 
 def parse_ccel(data: bytes) -> list[JSON]:
     """The log's entries (after the Spec-ID header) in Trustee's ``uefi_event_logs`` shape."""
-    r = _Reader(bytes(data))
+    r = Reader(bytes(data), WHAT)
     sizes = _spec_id_header(r)
     entries: list[JSON] = []
     while r.pos < len(r.data):
@@ -147,7 +123,7 @@ def parse_ccel(data: bytes) -> list[JSON]:
     return entries
 
 
-def _spec_id_header(r: _Reader) -> dict[int, int]:
+def _spec_id_header(r: Reader) -> dict[int, int]:
     r.u32("header index")
     event_type = r.u32("header event type")
     if event_type != EV_NO_ACTION:
@@ -157,7 +133,7 @@ def _spec_id_header(r: _Reader) -> dict[int, int]:
     r.take(20, "header SHA-1 digest")
     size = r.u32("header event size")
     start = r.pos
-    event = _Reader(r.take(size, "Spec ID event"))
+    event = Reader(r.take(size, "Spec ID event"), WHAT)
     event.take(24, "Spec ID signature and versions")
     count = event.u32("Spec ID algorithm count")
     sizes: dict[int, int] = {}
@@ -181,7 +157,7 @@ def _spec_id_header(r: _Reader) -> dict[int, int]:
     return sizes
 
 
-def _entry(r: _Reader, sizes: Mapping[int, int]) -> JSON:
+def _entry(r: Reader, sizes: Mapping[int, int]) -> JSON:
     start = r.pos
     index = r.u32("MR index")
     event_type = r.u32("event type")

@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
+from veritee.binary import Reader
 from veritee.errors import ParseError
 
 HEADER_LEN = 48
@@ -30,34 +31,6 @@ BODY_SGX, BODY_TD10, BODY_TD15 = 1, 2, 3
 _BODY_LEN = {BODY_SGX: SGX_BODY_LEN, BODY_TD10: TD10_BODY_LEN, BODY_TD15: TD15_BODY_LEN}
 
 TeeKind = Literal["tdx", "sgx"]
-
-
-class _Reader:
-    """Bounds-checked little-endian reader over an immutable buffer."""
-
-    def __init__(self, data: bytes, what: str, offset: int = 0) -> None:
-        self.data = data
-        self.what = what
-        self.pos = offset
-
-    def take(self, n: int, field: str) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ParseError(
-                self.what,
-                f"truncated: {field} needs {n} bytes, {max(len(self.data) - self.pos, 0)} left",
-                self.pos,
-            )
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def u16(self, field: str) -> int:
-        value: int = struct.unpack("<H", self.take(2, field))[0]
-        return value
-
-    def u32(self, field: str) -> int:
-        value: int = struct.unpack("<I", self.take(4, field))[0]
-        return value
 
 
 @dataclass(frozen=True)
@@ -174,7 +147,7 @@ class Quote:
 
 
 def parse_enclave_report(data: bytes, what: str = "sgx report body") -> EnclaveReport:
-    r = _Reader(data, what)
+    r = Reader(data, what)
     report = EnclaveReport(
         cpu_svn=r.take(16, "cpu_svn"),
         misc_select=r.take(4, "misc_select"),
@@ -198,7 +171,7 @@ def parse_enclave_report(data: bytes, what: str = "sgx report body") -> EnclaveR
 
 
 def parse_td_report(data: bytes, td15: bool) -> TdReport:
-    r = _Reader(data, "td report body")
+    r = Reader(data, "td report body")
     fields = (
         r.take(16, "tee_tcb_svn"),
         r.take(48, "mr_seam"),
@@ -228,7 +201,7 @@ def parse_td_report(data: bytes, td15: bool) -> TdReport:
 def parse_quote(raw: bytes) -> Quote:
     """Parse an SGX or TDX DCAP quote; raise :class:`ParseError` on malformed input."""
     what = "intel quote"
-    r = _Reader(raw, what)
+    r = Reader(raw, what)
     hdr_raw = r.take(HEADER_LEN, "header")
     version, att_key_type, tee_type = struct.unpack_from("<HHI", hdr_raw, 0)
     header = QuoteHeader(
@@ -286,7 +259,7 @@ def parse_quote(raw: bytes) -> Quote:
 
 
 def _parse_auth_data(data: bytes, base: int, nested: bool) -> AuthData:
-    r = _Reader(data, "intel quote signature data")
+    r = Reader(data, "intel quote signature data")
     signature = r.take(64, "quote signature")
     attestation_key = r.take(64, "attestation key")
     if nested:
@@ -296,7 +269,7 @@ def _parse_auth_data(data: bytes, base: int, nested: bool) -> AuthData:
             raise ParseError(
                 "intel quote", f"certification data type {outer_type}, expected 6", base + r.pos - 6
             )
-        r = _Reader(
+        r = Reader(
             r.take(outer_size, "QE report certification data"),
             "intel quote QE report certification data",
         )

@@ -28,6 +28,8 @@ from cryptography import x509
 from veritee.errors import ParseError
 from veritee.pem import load_certificates
 from veritee.verifier.snp_report import (
+    BYTE_FIELDS,
+    CHIP_ID_FIELD,
     MAX_VERSION,
     MIN_VERSION,
     REPORT_LEN,
@@ -224,16 +226,7 @@ def rebuild_report(obj: object) -> tuple[bytes, Product | None]:
     struct.pack_into("<II", out, 0x30, r.uint("vmpl", 32), r.uint("sig_algo", 32))
     out[0x38:0x40] = enc(tcbs["current_tcb"])
     struct.pack_into("<QI", out, 0x40, r.uint("plat_info", 64), r.uint("key_info", 32))
-    for name, off, size in (
-        ("report_data", 0x50, 64),
-        ("measurement", 0x90, 48),
-        ("host_data", 0xC0, 32),
-        ("id_key_digest", 0xE0, 48),
-        ("author_key_digest", 0x110, 48),
-        ("report_id", 0x140, 32),
-        ("report_id_ma", 0x160, 32),
-        ("chip_id", 0x1A0, 64),
-    ):
+    for name, off, size in (*BYTE_FIELDS[2:], CHIP_ID_FIELD):
         out[off : off + size] = r.bytes_(name, size)
     out[0x180:0x188] = enc(tcbs["reported_tcb"])
     if version >= 3:

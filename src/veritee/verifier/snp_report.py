@@ -29,6 +29,20 @@ SIG_ALGO_ECDSA_P384_SHA384: Final = 1
 Product = Literal["Milan", "Genoa", "Turin"]
 PRODUCTS: Final[tuple[Product, ...]] = ("Milan", "Genoa", "Turin")
 
+# The plain byte fields of the report: (name, offset, size), in layout order.
+BYTE_FIELDS: Final = (
+    ("family_id", 0x10, 16),
+    ("image_id", 0x20, 16),
+    ("report_data", 0x50, 64),
+    ("measurement", 0x90, 48),
+    ("host_data", 0xC0, 32),
+    ("id_key_digest", 0xE0, 48),
+    ("author_key_digest", 0x110, 48),
+    ("report_id", 0x140, 32),
+    ("report_id_ma", 0x160, 32),
+)
+CHIP_ID_FIELD: Final = ("chip_id", 0x1A0, 64)
+
 SIGNING_KEY_VCEK: Final = 0
 SIGNING_KEY_VLEK: Final = 1
 SIGNING_KEY_NONE: Final = 7
