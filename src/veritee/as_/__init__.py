@@ -1,0 +1,1 @@
+"""The Attestation Service: verified evidence in, an EAR token out."""

@@ -1,0 +1,1 @@
+"""The Reference Value Provider Service: reference values that policies compare evidence with."""

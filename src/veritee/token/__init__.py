@@ -1,0 +1,1 @@
+"""EAR attestation tokens: build, sign, publish keys, verify."""
