@@ -285,3 +285,35 @@ def test_serve_command_runs_a_real_server(root_dir: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_tampered_event_log_is_rejected_at_eventlog(root_dir: Path, tmp_path: Path) -> None:
+    out = _evidence(root_dir, tmp_path / "tdx", "--tee", "tdx")
+    wire = json.loads((out / "evidence.json").read_text())
+    log = bytearray(base64.b64decode(wire["cc_eventlog"]))
+    log[-60] ^= 0x01  # inside the last event's digest
+    wire["cc_eventlog"] = base64.b64encode(bytes(log)).decode()
+    (out / "evidence.json").write_text(json.dumps(wire))
+    code, doc = _verify(
+        str(out / "evidence.json"),
+        "--collateral",
+        str(out / "collateral.json"),
+        "--trust-root",
+        str(root_dir),
+    )
+    assert code == 1
+    assert str(doc["error"]).startswith("eventlog:")
+
+
+def test_event_log_claims_are_reported(root_dir: Path, tmp_path: Path) -> None:
+    out = _evidence(root_dir, tmp_path / "tdx", "--tee", "tdx")
+    code, doc = _verify(
+        str(out / "evidence.json"),
+        "--collateral",
+        str(out / "collateral.json"),
+        "--trust-root",
+        str(root_dir),
+    )
+    assert code == 0
+    logs = doc["claims"]["uefi_event_logs"]  # type: ignore[index]
+    assert {e["type_name"] for e in logs} >= {"EV_SEPARATOR"}

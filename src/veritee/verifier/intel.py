@@ -39,6 +39,7 @@ from veritee.verifier.base import (
     pad,
     rejected,
 )
+from veritee.verifier.ccel import parse_ccel, replay
 from veritee.verifier.collateral.intel import IntelCollateralSource
 from veritee.verifier.intel_collateral_facts import CollateralFacts, collateral_facts
 from veritee.verifier.intel_diagnose import diagnose_chain_failure
@@ -121,14 +122,41 @@ def _qvl_message(exc: Exception) -> str:
 
 def unwrap_evidence(evidence: bytes) -> bytes:
     """Accept a raw quote or Trustee's ``{"quote": "<base64>", ...}`` evidence JSON."""
+    return _unwrap(evidence)[0]
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
+
+
+def _unwrap(evidence: bytes) -> tuple[bytes, bytes | None]:
+    """The quote, and the CC event log (``cc_eventlog``) when Trustee's JSON carries one."""
     if not evidence.lstrip().startswith(b"{"):
-        return evidence
+        return evidence, None
     try:
         doc = json.loads(evidence)
-        quote_b64 = doc["quote"]
-        return base64.b64decode(quote_b64 + "=" * (-len(quote_b64) % 4), validate=False)
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        quote = _b64(doc["quote"])
+        ccel = doc.get("cc_eventlog")
+        return quote, (_b64(ccel) if isinstance(ccel, str) and ccel else None)
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
         raise ParseError("intel evidence json", f"no base64 'quote' member: {exc}") from exc
+
+
+def _event_log_claims(ccel: bytes, body: TdReport) -> JSON:
+    """Parse and replay a CC event log; its RTMRs must equal the quote's."""
+    try:
+        entries = parse_ccel(ccel)
+    except ParseError as exc:
+        raise VerificationError("eventlog", str(exc)) from exc
+    replayed = replay(entries)
+    for index, (got, want) in enumerate(zip(replayed, body.rtmrs, strict=True)):
+        if not hmac.compare_digest(got, want):
+            raise VerificationError(
+                "eventlog",
+                f"replaying the CC event log gives RTMR{index} {got.hex()[:16]}…, "
+                f"the quote has {want.hex()[:16]}…",
+            )
+    return {"uefi_event_logs": entries}
 
 
 @functools.lru_cache(maxsize=256)
@@ -196,13 +224,19 @@ class IntelVerifier:
         self._roots = (self._root, *extra_roots)
 
     def verify(self, evidence: bytes, options: VerifyOptions) -> Verdict:
-        raw = unwrap_evidence(evidence)
+        raw, ccel = _unwrap(evidence)
         quote = parse_quote(raw)
         if quote.tee != self.tee:
             raise ParseError(f"{self.tee} quote", f"this is an {quote.tee.upper()} quote")
         claims = (
             intel_claims.tdx_claims(quote) if self.tee == "tdx" else intel_claims.sgx_claims(quote)
         )
+        log_error: VerificationError | None = None
+        if ccel is not None and isinstance(quote.body, TdReport):
+            try:
+                claims.update(_event_log_claims(ccel, quote.body))
+            except VerificationError as exc:
+                log_error = exc  # reported once the quote itself is known to be genuine
         try:
             pck, root = self._platform(quote)
             text = self._collateral_text(pck, options)
@@ -222,7 +256,7 @@ class IntelVerifier:
             report = dcap_qvl.verify_with_root_ca(raw, coll, root, options.unix_time())
         except ValueError as exc:
             return self._qvl_failure(
-                quote, pck, root, text, facts, claims, _qvl_message(exc), options
+                quote, pck, root, text, facts, claims, _qvl_message(exc), options, log_error
             )
         try:
             evaluation = self._evaluate(quote, pck, facts)
@@ -234,7 +268,7 @@ class IntelVerifier:
                 pck, facts, evaluation, status=status, advisory_ids=advisories
             )
         )
-        return self._bindings(quote, claims, status, advisories, options)
+        return self._bindings(quote, claims, status, advisories, options, log_error)
 
     def _platform(self, quote: Quote) -> tuple[PckInfo, bytes]:
         """The platform's PCK facts, and which trusted root its chain ends in."""
@@ -287,6 +321,7 @@ class IntelVerifier:
         claims: JSON,
         message: str,
         options: VerifyOptions,
+        log_error: VerificationError | None = None,
     ) -> Verdict:
         step = classify_qvl_error(message)
         if step == "pck_chain" and "Failed to verify certificate chain" in message:
@@ -325,7 +360,7 @@ class IntelVerifier:
         )
         if step == "debug" and options.allow_debug:
             return self._bindings(
-                quote, claims, evaluation.status, evaluation.advisory_ids, options
+                quote, claims, evaluation.status, evaluation.advisory_ids, options, log_error
             )
         if step == "debug":
             who = "TD" if self.tee == "tdx" else "enclave"
@@ -348,8 +383,13 @@ class IntelVerifier:
         status: str,
         advisories: tuple[str, ...],
         options: VerifyOptions,
+        log_error: VerificationError | None = None,
     ) -> Verdict:
         body = quote.body
+        if log_error is not None:
+            return rejected(
+                self.tee, log_error, tcb_status=status, advisory_ids=advisories, claims=claims
+            )
         if options.report_data is not None and not hmac.compare_digest(
             pad(options.report_data, 64), body.report_data
         ):
