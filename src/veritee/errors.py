@@ -49,3 +49,37 @@ class CollateralError(VeriteeError):
 
 class CollateralMissing(CollateralError):
     """Offline mode and the cache lacks an item; ``what`` names the item."""
+
+
+TRUSTEE_ERRORS = "https://github.com/confidential-containers/kbs/errors/"
+VERITEE_ERRORS = "urn:veritee:errors:"
+_TRUSTEE_NAMES = frozenset({
+    "AdminAuthAccess", "AdminAuthInitialization", "AttestationError", "JweError",
+    "PluginNotFound", "PluginInternalError", "PolicyDeny", "ParsePolicyError",
+    "PolicyEngineError", "RvpsError", "SerdeError", "TokenNotFound", "TokenVerifierError",
+    "InvalidRequestPath",
+})
+
+
+class ServiceError(VeriteeError):
+    """An error a service returns to its caller, with a stable name and an HTTP status.
+
+    Bodies follow Trustee's form ``{"type": "<base><Name>", "detail": "..."}``: names
+    Trustee has keep Trustee's URL base, the others use ``urn:veritee:errors:``.
+    Details never carry evidence bytes, keys or tokens.
+    """
+
+    name = "InternalError"
+    status = 500
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+    @property
+    def type_url(self) -> str:
+        base = TRUSTEE_ERRORS if self.name in _TRUSTEE_NAMES else VERITEE_ERRORS
+        return base + self.name
+
+    def body(self) -> dict[str, str]:
+        return {"type": self.type_url, "detail": self.detail}

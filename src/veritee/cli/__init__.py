@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from veritee.cli import collateral, emulator, verify
+from veritee.cli import collateral, emulator, rvps, serve, token, verify
 
 app = typer.Typer(
     name="veritee",
@@ -16,6 +16,9 @@ app = typer.Typer(
 app.command(name="verify")(verify.verify)
 app.add_typer(collateral.app, name="collateral", help="Fetch, cache and show TEE collateral.")
 app.add_typer(emulator.app, name="emulator", help="Emulated TEEs under a generated test root.")
+app.add_typer(serve.app, name="serve", help="Run veritee services.")
+app.add_typer(token.app, name="token", help="Verify EAR attestation tokens.")
+app.add_typer(rvps.app, name="rvps", help="Register, list and delete reference values.")
 
 
 def main() -> None:

@@ -44,12 +44,22 @@ def _cache(settings: VerifierSettings) -> CollateralCache | None:
     return CollateralCache(SqliteStore(settings.cache_path))
 
 
+def _test_root_intermediates(root: Path) -> bytes | None:
+    """A test root's ASK, ASVK and ARK, so evidence carrying only its VCEK/VLEK verifies."""
+    parts = [root / "amd" / name for name in ("ask.pem", "asvk.pem", "ark.pem")]
+    present = [p.read_bytes() for p in parts if p.exists()]
+    return b"".join(present) or None
+
+
 def build_verifier(tee: str, settings: VerifierSettings) -> Verifier:
     anchors = load_test_anchors(settings.trust_root) if settings.trust_root else None
     if tee in ("tdx", "sgx"):
         source: IntelCollateralSource | None = None
         if settings.collateral_file is not None:
             source = FileCollateral(settings.collateral_file)
+        elif settings.pccs_url is None and not settings.offline and settings.trust_root:
+            bundle = settings.trust_root / "intel" / f"collateral_{tee}.json"
+            source = FileCollateral(bundle) if bundle.exists() else None
         elif settings.pccs_url is not None or settings.offline:
             source = PcsCollateral(
                 settings.pccs_url or "", cache=_cache(settings), offline=settings.offline
@@ -65,7 +75,10 @@ def build_verifier(tee: str, settings: VerifierSettings) -> Verifier:
                 offline=settings.offline,
             )
         arks = (*pinned_arks(), *anchors.amd_arks) if anchors and anchors.amd_arks else None
-        return SnpVerifier(cert_chain=settings.cert_chain, vek_source=vek_source, trusted_arks=arks)
+        chain = settings.cert_chain
+        if chain is None and settings.trust_root is not None:
+            chain = _test_root_intermediates(settings.trust_root)
+        return SnpVerifier(cert_chain=chain, vek_source=vek_source, trusted_arks=arks)
     if tee == "sample":
         return SampleVerifier(enabled=settings.allow_sample)
     raise InputError(f"unknown tee {tee!r}; expected one of {', '.join(TEES)}")

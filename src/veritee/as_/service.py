@@ -1,0 +1,131 @@
+"""The Attestation Service core: requests in, an EAR token out.  No web imports here.
+
+For each verification request: verify the evidence with the TEE's verifier,
+binding the expected report data (raw runtime data, or the hash of its JCS
+form) and init data; turn the verifier's claims into Trustee's policy input
+(``transform_claims``); appraise them with the attestation policy; then sign
+one EAR token over all appraisals.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from veritee.as_.errors import (
+    CollateralUnavailable,
+    InitDataMismatch,
+    MalformedEvidence,
+    PolicyEngineError,
+    RuntimeDataMismatch,
+    UnknownPolicy,
+    VerificationFailed,
+)
+from veritee.as_.request import AttestationRequest, VerificationRequest
+from veritee.errors import CollateralError, ParseError
+from veritee.policy.attestation import AttestationPolicies
+from veritee.policy.attestation import UnknownPolicy as PolicyNotFound
+from veritee.policy.engine import PolicyError
+from veritee.token.ear import EarSettings, SubmodAppraisal, ear_claims, submod_names
+from veritee.token.signer import TokenSigner
+from veritee.verifier.base import JSON, Verifier, VerifyOptions
+
+TEE_CLASS = {"tdx": "cpu", "sgx": "cpu", "snp": "cpu", "sample": "cpu"}
+
+
+def transform_claims(tee: str, claims: JSON, *, runtime_data_claims: Any,
+                     init_data_claims: Any, verbose: bool = True) -> JSON:
+    """Trustee's policy input: init_data and report_data on top, the rest under the tee name."""
+    rest = dict(claims)
+    out: JSON = {}
+    if "init_data" in rest:
+        out["init_data"] = rest.pop("init_data")
+        out["init_data_claims"] = init_data_claims
+    if "report_data" in rest:
+        out["report_data"] = rest.pop("report_data")
+        if isinstance(runtime_data_claims, dict) and not verbose:
+            runtime_data_claims = {k: v for k, v in runtime_data_claims.items()
+                                   if k != "additional-evidence"}
+        out["runtime_data_claims"] = runtime_data_claims
+    out[tee] = rest
+    return out
+
+
+class AttestationService:
+    """Verifies, appraises and signs.  Thread-safe: verifiers are built once per tee."""
+
+    def __init__(self, *, verifier_factory: Callable[[str], Verifier],
+                 policies: AttestationPolicies, signer: TokenSigner, ear: EarSettings,
+                 allow_debug: bool = False, clock: Callable[[], float] = time.time) -> None:
+        self._factory = verifier_factory
+        self._verifiers: dict[str, Verifier] = {}
+        self._lock = threading.Lock()
+        self.policies = policies
+        self.signer = signer
+        self.ear = ear
+        self._allow_debug = allow_debug
+        self._clock = clock
+
+    def _verifier(self, tee: str) -> Verifier:
+        with self._lock:
+            verifier = self._verifiers.get(tee)
+            if verifier is None:
+                verifier = self._verifiers[tee] = self._factory(tee)
+            return verifier
+
+    def verify_one(self, request: VerificationRequest) -> tuple[str, JSON, bool]:
+        """Verify one piece of evidence; return (tee class, policy input, emulated)."""
+        expected_report = (request.runtime_data.expected_report_data(request.hash_algorithm)
+                           if request.runtime_data is not None else None)
+        expected_init = request.init_data.digest if request.init_data is not None else None
+        options = VerifyOptions(report_data=expected_report, init_data=expected_init,
+                                allow_debug=self._allow_debug)
+        try:
+            verdict = self._verifier(request.tee).verify(request.evidence, options)
+        except ParseError as exc:
+            raise MalformedEvidence(str(exc)) from exc
+        except CollateralError as exc:
+            raise CollateralUnavailable(str(exc)) from exc
+        if not verdict.verified:
+            step, detail = verdict.step or "verify", verdict.error or "rejected"
+            if step == "report_data":
+                raise RuntimeDataMismatch(step, "the runtime data does not match the evidence's "
+                                                "report data")
+            if step == "init_data":
+                raise InitDataMismatch(step, "the init data does not match the evidence's "
+                                             "init-data binding")
+            raise VerificationFailed(step, detail)
+        claims = dict(verdict.claims)
+        if request.tee == "sample" and request.init_data is not None:
+            claims["init_data"] = base64.b64encode(request.init_data.digest).decode()
+        policy_input = transform_claims(
+            request.tee, claims,
+            runtime_data_claims=(request.runtime_data.claims()
+                                 if request.runtime_data is not None else None),
+            init_data_claims=(request.init_data.claims()
+                              if request.init_data is not None else None),
+            verbose=self.ear.verbose)
+        return TEE_CLASS[request.tee], policy_input, bool(verdict.claims.get("emulated"))
+
+    def attest(self, request: AttestationRequest) -> str:
+        """Return a signed EAR token for the request, or raise a ServiceError."""
+        verified = [self.verify_one(r) for r in request.verification_requests]
+        names = submod_names([tee_class for tee_class, _, _ in verified])
+        policy_id = request.policy_ids[0]
+        appraisals = []
+        for name, (tee_class, policy_input, emulated) in zip(names, verified, strict=True):
+            try:
+                appraisal = self.policies.appraise(policy_id, tee_class, policy_input)
+            except PolicyNotFound as exc:
+                raise UnknownPolicy(str(exc)) from exc
+            except PolicyError as exc:
+                raise PolicyEngineError(f"policy {policy_id!r}: {exc}") from exc
+            appraisals.append(SubmodAppraisal(
+                name=name, vector=dict(appraisal.vector), policy_id=policy_id,
+                annotated_evidence=policy_input, extensions=list(appraisal.extensions),
+                emulated=emulated))
+        claims = ear_claims(appraisals, self.ear, now=int(self._clock()))
+        return self.signer.sign(claims)
