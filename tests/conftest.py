@@ -17,3 +17,11 @@ def vectors() -> Path:
     if not VECTORS.is_dir():
         pytest.fail(f"test vectors not found at {VECTORS}; set VERITEE_SHARED")
     return VECTORS
+
+
+@pytest.fixture(scope="session")
+def test_root(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One emulator test root for the whole session (about a second: RSA-4096 ARKs)."""
+    from veritee.emulator.root import TestRoot
+
+    return TestRoot.init(tmp_path_factory.mktemp("roots") / "root")

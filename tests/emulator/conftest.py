@@ -1,4 +1,4 @@
-"""A session-wide emulator test root (creating one costs about a second: RSA-4096 ARKs)."""
+"""Emulator fixtures (the session test root itself is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ from pathlib import Path
 import pytest
 
 from veritee.emulator.root import TestRoot
-
-
-@pytest.fixture(scope="session")
-def test_root(tmp_path_factory: pytest.TempPathFactory) -> TestRoot:
-    return TestRoot.init(tmp_path_factory.mktemp("roots") / "root")
 
 
 @pytest.fixture(scope="session")

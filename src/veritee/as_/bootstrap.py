@@ -22,7 +22,7 @@ from veritee.token.signer import TokenSigner
 from veritee.verifier.base import Verifier
 from veritee.verifier.registry import VerifierSettings, build_verifier
 
-TOKEN_KEY_DIR = "token"
+TOKEN_KEY_DIR = "token"  # noqa: S105 (a directory name)
 
 
 @dataclass(frozen=True)

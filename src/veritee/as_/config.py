@@ -34,7 +34,7 @@ class AsSettings:
     allow_sample: bool = False
     allow_debug: bool = False
     policy_dir: Path | None = None
-    token_alg: str = "ES256"
+    token_alg: str = "ES256"  # noqa: S105 (an algorithm name)
     token_key: Path | None = None
     token_cert_chain: Path | None = None
     duration_s: int = 300
