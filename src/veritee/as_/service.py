@@ -69,7 +69,8 @@ class AttestationService:
         self._allow_debug = allow_debug
         self._clock = clock
 
-    def _verifier(self, tee: str) -> Verifier:
+    def verifier(self, tee: str) -> Verifier:
+        """The verifier for ``tee``, built on first use."""
         with self._lock:
             verifier = self._verifiers.get(tee)
             if verifier is None:
@@ -84,7 +85,7 @@ class AttestationService:
         options = VerifyOptions(report_data=expected_report, init_data=expected_init,
                                 allow_debug=self._allow_debug)
         try:
-            verdict = self._verifier(request.tee).verify(request.evidence, options)
+            verdict = self.verifier(request.tee).verify(request.evidence, options)
         except ParseError as exc:
             raise MalformedEvidence(str(exc)) from exc
         except CollateralError as exc:
