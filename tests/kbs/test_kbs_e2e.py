@@ -25,7 +25,10 @@ from veritee.emulator.root import TestRoot
 from veritee.kbs.bootstrap import KbsSettings, build_kbs
 from veritee.kbs.client import EmulatedEvidenceProvider, KbsClient, KbsRequestError
 
-ALLOW_ALL = 'package policy\n\nimport rego.v1\n\ndefault allow := false\n\nallow if {\n\tdata.plugin == "resource"\n}\n'
+ALLOW_ALL = (
+    "package policy\n\nimport rego.v1\n\ndefault allow := false\n\n"
+    'allow if {\n\tdata.plugin == "resource"\n}\n'
+)
 TRUSTEE = "https://github.com/confidential-containers/kbs/errors/"
 
 
