@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,15 +13,195 @@ from rich.console import Console
 from veritee.cli.paths import veritee_home
 from veritee.errors import VeriteeError
 
-app = typer.Typer(no_args_is_help=True, help="Run veritee services.")
+if TYPE_CHECKING:
+    from veritee.as_.config import AsSettings
+
+app = typer.Typer(help="Run veritee services.  With no role: KBS, AS and RVPS in one process.")
 console = Console()
 
 Host = Annotated[str, typer.Option(help="Address to bind (default loopback).")]
-DataDir = Annotated[Path | None, typer.Option(
-    help="State directory: stores, keys, admin token (default $VERITEE_HOME).")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="State directory: stores, keys, admin token (default $VERITEE_HOME)."),
+]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="Configuration file.")]
-TrustRoot = Annotated[Path | None, typer.Option(
-    help="Also trust this emulator test root; its evidence is marked emulated.")]
+TrustRoot = Annotated[
+    Path | None,
+    typer.Option(help="Also trust this emulator test root; its evidence is marked emulated."),
+]
+
+
+Port = Annotated[int | None, typer.Option(help="TCP port (default: the role's upstream port).")]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+def _as_base(
+    data_dir: Path | None, trust_root: Path | None, allow_sample: bool, policy_dir: Path | None
+) -> AsSettings:
+    from veritee.as_.config import AsSettings
+
+    return AsSettings(
+        data_dir=data_dir or veritee_home(),
+        trust_root=trust_root,
+        allow_sample=allow_sample,
+        policy_dir=policy_dir,
+    )
+
+
+def _run_kbs(
+    host: str,
+    port: int | None,
+    data_dir: Path | None,
+    config: Path | None,
+    trust_root: Path | None,
+    allow_sample: bool,
+    policy_dir: Path | None,
+    what: str,
+) -> None:
+    import uvicorn
+
+    from veritee.kbs.bootstrap import KbsSettings, build_kbs
+    from veritee.kbs.config import load_kbs_config
+    from veritee.kbs.settings import kbs_settings_from_config
+
+    base = _as_base(data_dir, trust_root, allow_sample, policy_dir)
+    listen_host, listen_port, ssl = host, port or 8080, None
+    try:
+        if config is not None:
+            loaded = load_kbs_config(config)
+            settings = kbs_settings_from_config(loaded, base)
+            if port is None and loaded.http_server.sockets:
+                listen_host, listen_port = loaded.http_server.addresses()[0]
+            if not loaded.http_server.insecure_http and loaded.http_server.tls.certificate:
+                ssl = loaded.http_server.tls
+        else:
+            settings = KbsSettings(attestation=base)
+        parts = build_kbs(settings)
+    except VeriteeError as exc:
+        raise _fail(exc) from exc
+    from veritee.as_.bootstrap import describe_first_start
+
+    for line in (*describe_first_start(parts.attestation, base.data_dir), *settings.warnings):
+        console.print(line)
+    if base.trust_root is not None:
+        console.print(
+            f"[yellow]trusting the test root {base.trust_root}: evidence under it "
+            "is marked emulated[/yellow]"
+        )
+    scheme = "https" if ssl is not None else "http"
+    console.print(f"{what} on {scheme}://{listen_host}:{listen_port}")
+    logging.basicConfig(level=logging.WARNING)
+    uvicorn.run(
+        parts.app,
+        host=listen_host,
+        port=listen_port,
+        log_level="warning",
+        ssl_keyfile=str(ssl.private_key) if ssl and ssl.private_key else None,
+        ssl_certfile=str(ssl.certificate) if ssl and ssl.certificate else None,
+    )
+
+
+@app.callback(invoke_without_command=True)
+def serve_all(
+    ctx: typer.Context,
+    host: Host = "127.0.0.1",
+    port: Port = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    trust_root: TrustRoot = None,
+    allow_sample: Annotated[bool, typer.Option(help="Accept unsigned sample evidence.")] = False,
+    policy_dir: Annotated[
+        Path | None, typer.Option(help="Load every *.rego here as an attestation policy.")
+    ] = None,
+) -> None:
+    """All in one: the KBS on :8080 with the AS and RVPS in process, SQLite in the data dir."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _run_kbs(
+        host,
+        port,
+        data_dir,
+        config,
+        trust_root,
+        allow_sample,
+        policy_dir,
+        "KBS (with the Attestation Service and RVPS in process)",
+    )
+
+
+@app.command("kbs")
+def serve_kbs(
+    host: Host = "127.0.0.1",
+    port: Port = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    trust_root: TrustRoot = None,
+    allow_sample: Annotated[bool, typer.Option(help="Accept unsigned sample evidence.")] = False,
+    policy_dir: Annotated[
+        Path | None, typer.Option(help="Load every *.rego here as an attestation policy.")
+    ] = None,
+) -> None:
+    """The KBS on :8080; its attestation runs in process (Trustee's coco_as_builtin)."""
+    _run_kbs(host, port, data_dir, config, trust_root, allow_sample, policy_dir, "KBS")
+
+
+@app.command("rvps")
+def serve_rvps(
+    host: Host = "127.0.0.1",
+    port: Port = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+    trust_root: TrustRoot = None,
+) -> None:
+    """The RVPS alone on :50003 (its REST API; admin token from the data directory)."""
+    import uvicorn
+    from fastapi import FastAPI, Request
+
+    from veritee.auth.admin import AdminAuthError, ensure_admin_credentials
+    from veritee.rvps.api import rvps_router
+    from veritee.rvps.store import ReferenceValueStore
+    from veritee.store.postgres import open_store
+    from veritee.web import install_error_handlers
+
+    del trust_root  # accepted so that every serve command takes the same flags
+    directory = data_dir or veritee_home()
+    try:
+        store_url = str(directory / "veritee.db")
+        if config is not None:
+            from veritee.as_.config import AsSettings, load_as_config
+
+            store_url = load_as_config(config, AsSettings(data_dir=directory)).store_url()
+        directory.mkdir(parents=True, exist_ok=True)
+        store = ReferenceValueStore(open_store(store_url))
+        creds = ensure_admin_credentials(directory)
+    except VeriteeError as exc:
+        raise _fail(exc) from exc
+
+    def authorize(request: Request) -> None:
+        from fastapi import HTTPException
+
+        try:
+            creds.auth.authorize(request.headers.get("authorization"), path=request.url.path)
+        except AdminAuthError as exc:
+            raise HTTPException(
+                401,
+                {
+                    "type": "https://github.com/confidential-containers/kbs/errors/AdminAuthAccess",
+                    "detail": str(exc),
+                },
+            ) from exc
+
+    application = FastAPI(title="veritee RVPS")
+    install_error_handlers(application)
+    application.include_router(rvps_router(store, authorize=authorize))
+    if creds.created:
+        console.print(f"admin token (Bearer) written to: {creds.token_path}")
+    console.print(f"RVPS on http://{host}:{port or 50003}")
+    uvicorn.run(application, host=host, port=port or 50003, log_level="warning")
 
 
 @app.command("as")
@@ -32,9 +212,13 @@ def serve_as(
     config: ConfigFile = None,
     trust_root: TrustRoot = None,
     allow_sample: Annotated[bool, typer.Option(help="Accept unsigned sample evidence.")] = False,
-    policy_dir: Annotated[Path | None, typer.Option(
-        help="Load every *.rego here as a policy (id = file name), like Trustee's "
-             "attestation-service/policies/opa/.")] = None,
+    policy_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Load every *.rego here as a policy (id = file name), like Trustee's "
+            "attestation-service/policies/opa/."
+        ),
+    ] = None,
 ) -> None:
     """The Attestation Service (Trustee's restful-as API) on :50005."""
     import uvicorn
@@ -61,10 +245,13 @@ def serve_as(
     for line in (*describe_first_start(parts, directory), *settings.notes):
         console.print(line)
     if settings.trust_root is not None:
-        console.print(f"[yellow]trusting the test root {settings.trust_root}: evidence under it "
-                      "is marked emulated[/yellow]")
+        console.print(
+            f"[yellow]trusting the test root {settings.trust_root}: evidence under it "
+            "is marked emulated[/yellow]"
+        )
     logging.basicConfig(level=logging.WARNING)
-    application = create_app(parts.service, admin=parts.admin.auth, rvps=parts.rvps,
-                             body_limit=settings.body_limit)
+    application = create_app(
+        parts.service, admin=parts.admin.auth, rvps=parts.rvps, body_limit=settings.body_limit
+    )
     console.print(f"Attestation Service on http://{host}:{port}")
     uvicorn.run(application, host=host, port=port, log_level="warning")

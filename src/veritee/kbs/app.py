@@ -25,20 +25,30 @@ from veritee.kbs.session import SessionStore
 from veritee.web import DEFAULT_BODY_LIMIT, BodyLimit, install_error_handlers
 
 
-def create_kbs_app(service: KbsService, *, sessions: SessionStore, admin: AdminAuth,
-                   timeout_s: int = 300, body_limit: int = DEFAULT_BODY_LIMIT,
-                   clock: Callable[[], float] = time.time) -> FastAPI:
+def create_kbs_app(
+    service: KbsService,
+    *,
+    sessions: SessionStore,
+    admin: AdminAuth,
+    timeout_s: int = 300,
+    body_limit: int = DEFAULT_BODY_LIMIT,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
     app = FastAPI(title="veritee Key Broker Service", version="0")
     install_error_handlers(app)
 
     def check_admin(request: Request) -> None:
         try:
-            admin.authorize(request.headers.get("authorization"), path=request.url.path)
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            admin.authorize(request.headers.get("authorization"), path=target)
         except AdminAuthError as exc:
             raise AdminAuthAccess(request.url.path, str(exc)) from exc
 
-    app.include_router(rcar_router(sessions=sessions, verify=service.verify_evidence,
-                                   timeout_s=timeout_s, clock=clock))
+    app.include_router(
+        rcar_router(
+            sessions=sessions, verify=service.verify_evidence, timeout_s=timeout_s, clock=clock
+        )
+    )
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -78,7 +88,7 @@ def create_kbs_app(service: KbsService, *, sessions: SessionStore, admin: AdminA
                 return JSONResponse(service.reference_value("/".join(rest)))
             service.register_reference_values(await request.body())
             return Response(status_code=200, media_type="application/json")
-        if plugin != "resource":
+        if plugin != "resource" or service.resources is None:
             raise PluginNotFound(plugin)
         if method in ("POST", "DELETE"):
             check_admin(request)

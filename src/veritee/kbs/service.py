@@ -18,6 +18,7 @@ from veritee.kbs.errors import (
     JweError,
     ParsePolicyError,
     PluginInternalError,
+    PluginNotFound,
     PolicyDeny,
     PolicyEngineError,
     RvpsError,
@@ -70,10 +71,16 @@ def json_pointer(doc: Any, pointer: str) -> Any:
 class KbsService:
     """Everything the KBS does, behind plain method calls."""
 
-    def __init__(self, *, attestation: AttestationService, rvps: ReferenceValueStore,
-                 resources: ResourceBackend, store: KeyValueStore,
-                 trusted_token_keys: Sequence[Any] = (),
-                 extra_teekey_paths: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        attestation: AttestationService,
+        rvps: ReferenceValueStore,
+        resources: ResourceBackend | None,
+        store: KeyValueStore,
+        trusted_token_keys: Sequence[Any] = (),
+        extra_teekey_paths: Sequence[str] = (),
+    ) -> None:
         self.attestation = attestation
         self._as_verify = as_verify(attestation.attest)
         self.rvps = rvps
@@ -84,13 +91,21 @@ class KbsService:
         self._policy_lock = threading.Lock()
         self._policy: tuple[str, ResourcePolicy] | None = None
         if store.get(RESOURCE_POLICY_NAMESPACE, RESOURCE_POLICY_KEY) is None:
-            store.put(RESOURCE_POLICY_NAMESPACE, RESOURCE_POLICY_KEY,
-                      DEFAULT_RESOURCE_POLICY.encode())
+            store.put(
+                RESOURCE_POLICY_NAMESPACE, RESOURCE_POLICY_KEY, DEFAULT_RESOURCE_POLICY.encode()
+            )
 
     # ------------------------------------------------------------- attestation
 
-    def verify_evidence(self, evidences: list[tuple[str, bytes]], runtime: dict[str, Any],
-                        hash_alg: str, /, *, init_data: InitData | None = None) -> str:
+    def verify_evidence(
+        self,
+        evidences: list[tuple[str, bytes]],
+        runtime: dict[str, Any],
+        hash_alg: str,
+        /,
+        *,
+        init_data: InitData | None = None,
+    ) -> str:
         """Attest through the in-process AS, as Trustee's built-in AS does: the primary
         evidence carries the init data, each extra device its own runtime data."""
         tee = evidences[0][0] if evidences else "unknown"
@@ -140,8 +155,9 @@ class KbsService:
         claims = self.verify_token(token)
         repo, type_, tag = validate_resource_path(path)
         try:
-            allowed = self.resource_policy().allows(claims, repository=repo, type_=type_,
-                                                    tag=tag, query=dict(query))
+            allowed = self.resource_policy().allows(
+                claims, repository=repo, type_=type_, tag=tag, query=dict(query)
+            )
         except PolicyError as exc:
             metrics.policy_error()
             raise PolicyEngineError(str(exc)) from exc
@@ -149,7 +165,7 @@ class KbsService:
         if not allowed:
             raise PolicyDeny()
         pubkey = self.tee_pubkey(claims)
-        data = self.resources.get(repo, type_, tag)
+        data = self._backend().get(repo, type_, tag)
         if data is None:
             raise PluginInternalError()
         metrics.resource_read(f"{repo}/{type_}/{tag}")
@@ -160,14 +176,19 @@ class KbsService:
         except (ValueError, TypeError, VeriteeError) as exc:
             raise JweError() from exc
 
+    def _backend(self) -> ResourceBackend:
+        if self.resources is None:
+            raise PluginNotFound("resource")
+        return self.resources
+
     def set_resource(self, path: Sequence[str], data: bytes) -> None:
         repo, type_, tag = validate_resource_path(path)
-        self.resources.put(repo, type_, tag, data)
+        self._backend().put(repo, type_, tag, data)
         metrics.resource_write(f"{repo}/{type_}/{tag}")
 
     def delete_resource(self, path: Sequence[str]) -> None:
         repo, type_, tag = validate_resource_path(path)
-        if not self.resources.delete(repo, type_, tag):
+        if not self._backend().delete(repo, type_, tag):
             raise PluginInternalError()
         metrics.resource_delete(f"{repo}/{type_}/{tag}")
 
@@ -191,7 +212,7 @@ class KbsService:
             if not isinstance(policy_id, str) or not policy_id:
                 raise TypeError("policy_id")
         except (ValueError, KeyError, TypeError) as exc:
-            raise ParsePolicyError("expected {\"policy_id\", \"policy\"}") from exc
+            raise ParsePolicyError('expected {"policy_id", "policy"}') from exc
         text = _b64_policy(body, ParsePolicyError)
         try:
             self.attestation.policies.set_policy(policy_id, text)
@@ -207,8 +228,9 @@ class KbsService:
     def reference_value(self, name: str) -> Any:
         value = self.rvps.get(name)
         if value is None:
-            raise RvpsError("Failed to get reference_values: No reference value found for the "
-                            f"given id: {name}")
+            raise RvpsError(
+                f"Failed to get reference_values: No reference value found for the given id: {name}"
+            )
         return value
 
 
@@ -218,7 +240,7 @@ def _b64_policy(body: bytes, error: type[ParsePolicyError]) -> str:
         encoded = doc["policy"]
         text = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
     except (ValueError, KeyError, TypeError) as exc:
-        raise error("the body must be {\"policy\": \"<base64url Rego>\"}") from exc
+        raise error('the body must be {"policy": "<base64url Rego>"}') from exc
     return text
 
 
