@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from veritee.policy.attestation import AttestationPolicies, _prunable, _pruned_input
+from veritee.policy.attestation import AttestationPolicies
+from veritee.policy.pruning import _prunable
+from veritee.policy.pruning import pruned_input as _pruned_input
 from veritee.rvps.store import ReferenceValueStore
 from veritee.store.kv import MemoryStore
 
@@ -43,3 +45,11 @@ def test_a_hash_inside_a_string_does_not_hide_dynamic_input_use() -> None:
     assert _prunable(text) == ()
     commented = "package policy\n# input[k] in a comment only\nx := input.tdx.quote\n"
     assert _prunable(commented) == ("uefi_event_logs",)
+
+
+def test_nested_members_in_a_token_are_pruned_too() -> None:
+    token = {"submods": {"cpu0": {"ear.veraison.annotated-evidence": CLAIMS}}}
+    text = 'package policy\nallow if input.submods.cpu0["ear.status"] == "affirming"\n'
+    assert _pruned_input(text, token) == {
+        "submods": {"cpu0": {"ear.veraison.annotated-evidence": {"tdx": {"quote": {"x": 1}}}}}
+    }

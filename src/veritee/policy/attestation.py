@@ -31,7 +31,6 @@ the error "At least one policy claim must be set.".
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import threading
@@ -51,6 +50,7 @@ from veritee.policy.engine import (
     evaluate,
     rule_names,
 )
+from veritee.policy.pruning import pruned_input
 from veritee.store.kv import KeyValueStore
 
 __all__ = [
@@ -348,7 +348,7 @@ class AttestationPolicies:
         (the transformed claims of one device, the policy's ``input``)."""
         stored_id, text = self.resolve(policy_id, tee_class)
         kind, compiled = self.compiled(stored_id, text)
-        bindings = evaluate(compiled, _pruned_input(text, claims))
+        bindings = evaluate(compiled, pruned_input(text, claims))
         extensions: list[dict[str, JSON]] = []
         if kind is Generation.LEGACY:
             vector = _legacy_vector(stored_id, bindings)
@@ -361,54 +361,6 @@ class AttestationPolicies:
         if not vector:
             raise PolicyError(stored_id, _TRUST_CLAIMS_ERROR)
         return Appraisal(policy_id=policy_id, vector=vector, extensions=extensions)
-
-
-# ----------------------------------------------------------- input pruning
-
-# Members of a TEE's claims that are large and that most policies never read.  They
-# are left out of the policy input only when the policy text provably cannot reach
-# them: it never names them and uses ``input`` only through static paths.
-_BULKY_MEMBERS = ("uefi_event_logs",)
-_INPUT_USE = re.compile(r"\binput\b(?!\s*(?:\.|\[\s*\"))")
-
-
-def _strip_comment(line: str) -> str:
-    """``line`` without its ``#`` comment; a ``#`` inside a string literal is kept."""
-    quote: str | None = None
-    escaped = False
-    for index, char in enumerate(line):
-        if quote is not None:
-            if escaped:
-                escaped = False
-            elif char == "\\" and quote == '"':
-                escaped = True
-            elif char == quote:
-                quote = None
-        elif char in ('"', "`"):
-            quote = char
-        elif char == "#":
-            return line[:index]
-    return line
-
-
-@functools.lru_cache(maxsize=256)
-def _prunable(text: str) -> tuple[str, ...]:
-    """The bulky members this policy text cannot read (none if it uses input dynamically)."""
-    code = "\n".join(_strip_comment(line) for line in text.splitlines())
-    if _INPUT_USE.search(code):
-        return ()
-    return tuple(m for m in _BULKY_MEMBERS if m not in code)
-
-
-def _pruned_input(text: str, claims: JSON) -> JSON:
-    drop = _prunable(text)
-    if not drop or not isinstance(claims, dict):
-        return claims
-    out = dict(claims)
-    for key, value in claims.items():
-        if isinstance(value, dict) and any(m in value for m in drop):
-            out[key] = {k: v for k, v in value.items() if k not in drop}
-    return out
 
 
 # ----------------------------------------------------------- result checks

@@ -26,6 +26,7 @@ from veritee.policy.engine import (
     compile_policy,
     evaluate,
 )
+from veritee.policy.pruning import pruned_input
 
 __all__ = ["RESOURCE_POLICY_ID", "ResourcePolicy"]
 
@@ -99,7 +100,7 @@ class ResourcePolicy:
         """Whether ``data.policy.allow`` is exactly ``true`` for ``claims`` and
         this resource.  Evaluation errors raise :class:`PolicyError`."""
         data = self.data(repository=repository, type_=type_, tag=tag, query=query or {})
-        bindings = evaluate(self._compiled(data), claims)
+        bindings = evaluate(self._compiled(data), pruned_input(self.text, claims))
         values = bindings.get("allow")
         if not isinstance(values, list):
             raise PolicyError(self.policy_id, "unreadable policy result")
