@@ -10,7 +10,7 @@ from typing import Any, Literal
 from fastapi import FastAPI
 
 from veritee.as_.bootstrap import AsComponents, build_attestation_service
-from veritee.as_.config import AsSettings
+from veritee.as_.config import AsSettings, ConfigError
 from veritee.auth.admin import AdminAuth
 from veritee.kbs.app import create_kbs_app
 from veritee.kbs.resources import KvResourceBackend, LocalFsBackend, ResourceBackend
@@ -34,6 +34,8 @@ class KbsSettings:
     trusted_token_keys: tuple[Any, ...] = ()
     extra_teekey_paths: tuple[str, ...] = ()
     body_limit: int = 2 * 1024 * 1024
+    legacy_policy_data: bool = False
+    resource_policy_file: Path | None = None
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -50,6 +52,15 @@ def _sessions(spec: str) -> SessionStore:
     if spec.startswith(("redis://", "rediss://", "unix://")):
         return RedisSessionStore(spec)
     return MemorySessionStore()
+
+
+def _read_policy(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the resource policy {path}: {exc.strerror}") from exc
 
 
 def build_kbs(settings: KbsSettings) -> KbsComponents:

@@ -80,6 +80,8 @@ class KbsService:
         store: KeyValueStore,
         trusted_token_keys: Sequence[Any] = (),
         extra_teekey_paths: Sequence[str] = (),
+        legacy_policy_data: bool = False,
+        initial_resource_policy: str | None = None,
     ) -> None:
         self.attestation = attestation
         self._as_verify = as_verify(attestation.attest)
@@ -90,7 +92,16 @@ class KbsService:
         self._pointers = (*extra_teekey_paths, *TEE_PUBKEY_POINTERS)
         self._policy_lock = threading.Lock()
         self._policy: tuple[str, ResourcePolicy] | None = None
-        if store.get(RESOURCE_POLICY_NAMESPACE, RESOURCE_POLICY_KEY) is None:
+        self._legacy_data = legacy_policy_data
+        if initial_resource_policy is not None:
+            try:
+                ResourcePolicy(initial_resource_policy, legacy_data=legacy_policy_data)
+            except PolicyError as exc:
+                raise PolicyEngineError(str(exc)) from exc
+            store.put(
+                RESOURCE_POLICY_NAMESPACE, RESOURCE_POLICY_KEY, initial_resource_policy.encode()
+            )
+        elif store.get(RESOURCE_POLICY_NAMESPACE, RESOURCE_POLICY_KEY) is None:
             store.put(
                 RESOURCE_POLICY_NAMESPACE, RESOURCE_POLICY_KEY, DEFAULT_RESOURCE_POLICY.encode()
             )
@@ -145,7 +156,7 @@ class KbsService:
         with self._policy_lock:
             if self._policy is None or self._policy[0] != text:
                 try:
-                    self._policy = (text, ResourcePolicy(text))
+                    self._policy = (text, ResourcePolicy(text, legacy_data=self._legacy_data))
                 except PolicyError as exc:
                     raise PolicyEngineError(str(exc)) from exc
             return self._policy[1]
@@ -197,7 +208,7 @@ class KbsService:
     def set_resource_policy(self, body: bytes) -> None:
         text = _b64_policy(body, ParsePolicyError)
         try:
-            ResourcePolicy(text)
+            ResourcePolicy(text, legacy_data=self._legacy_data)
         except PolicyError as exc:
             raise PolicyEngineError(str(exc)) from exc
         self._store.put(RESOURCE_POLICY_NAMESPACE, RESOURCE_POLICY_KEY, text.encode())

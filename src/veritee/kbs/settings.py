@@ -27,6 +27,8 @@ def kbs_settings_from_config(config: KbsConfig, base: AsSettings) -> KbsSettings
         trusted_token_keys=tuple(keys),
         extra_teekey_paths=tuple(config.attestation_token.extra_teekey_paths),
         body_limit=config.http_server.body_limit,
+        legacy_policy_data=config.legacy_policy_data,
+        resource_policy_file=config.policy_engine.policy_path,
         warnings=(*warnings, *config.notes),
     )
 
