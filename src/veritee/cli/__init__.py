@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from veritee.cli import client, collateral, emulator, rvps, serve, token, verify
+from veritee.cli import client, collateral, demo, emulator, rvps, serve, token, verify
 
 app = typer.Typer(
     name="veritee",
@@ -13,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command(name="demo")(demo.demo)
 app.command(name="verify")(verify.verify)
 app.add_typer(collateral.app, name="collateral", help="Fetch, cache and show TEE collateral.")
 app.add_typer(emulator.app, name="emulator", help="Emulated TEEs under a generated test root.")
