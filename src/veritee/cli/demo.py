@@ -85,6 +85,7 @@ def _run(base: Path) -> bool:
     from veritee.emulator.root import TestRoot
     from veritee.kbs.bootstrap import KbsSettings, build_kbs
     from veritee.kbs.client import EmulatedEvidenceProvider, KbsClient, KbsRequestError
+    from veritee.kbs.service import DEFAULT_RESOURCE_POLICY
     from veritee.token.verify import load_jwks, verify_token
 
     console.rule("[bold]veritee demo[/bold]: emulated TEE, real signatures, real HTTP")
@@ -132,6 +133,7 @@ def _run(base: Path) -> bool:
         console.rule("seed 002: a secret behind the KBS")
         with KbsClient(kbs_url, admin_token=admin_token) as admin:
             admin.set_resource(SEED_RESOURCE, SEED_SECRET)
+            admin.set_resource_policy(DEFAULT_RESOURCE_POLICY)  # a rerun starts from default
         provider = EmulatedEvidenceProvider(root_dir)
         with KbsClient(kbs_url, evidence_provider=provider, tee="tdx") as guest:
             guest.attest()
