@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from spawn import veritee_server
 from typer.testing import CliRunner
 
 from veritee.cli import app
@@ -22,53 +19,21 @@ from veritee.emulator.root import TestRoot
 runner = CliRunner()
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(
     test_root: TestRoot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
     data = tmp_path_factory.mktemp("serve")
-    port = _port()
-    log = data / "out.txt"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "veritee",
-                "serve",
-                "as",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data / "state"),
-                "--trust-root",
-                str(test_root.directory),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(log.read_text())
-            time.sleep(0.1)
+    args = [
+        "serve",
+        "as",
+        "--data-dir",
+        str(data / "state"),
+        "--trust-root",
+        str(test_root.directory),
+    ]
+    with veritee_server(args, data / "out.txt") as url:
         yield url, data
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_first_start_says_where_the_admin_token_is(served: tuple[str, Path]) -> None:

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import base64
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from spawn import veritee_server
 from typer.testing import CliRunner
 
 from veritee.cli import app
@@ -21,52 +17,14 @@ runner = CliRunner()
 ALLOW_ALL = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def kbs(
     tmp_path_factory: pytest.TempPathFactory, test_root: TestRoot
 ) -> Iterator[tuple[str, Path]]:
     data = tmp_path_factory.mktemp("allinone")
-    port = _port()
-    log = data / "out.txt"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "veritee",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data / "state"),
-                "--trust-root",
-                str(test_root.directory),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(log.read_text())
-            time.sleep(0.1)
+    args = ["serve", "--data-dir", str(data / "state"), "--trust-root", str(test_root.directory)]
+    with veritee_server(args, data / "out.txt") as url:
         yield url, data
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _client(url: str, *args: str) -> tuple[int, str]:

@@ -52,6 +52,7 @@ from veritee.policy.engine import (
 )
 from veritee.policy.pruning import pruned_input
 from veritee.store.kv import KeyValueStore
+from veritee.token.ear import ear_status, tier
 
 __all__ = [
     "TRUST_CLAIMS",
@@ -129,29 +130,7 @@ class Appraisal:
     extensions: list[dict[str, JSON]]
 
 
-# ----------------------------------------------------------------------- tiers
-
-_TIER_ORDER = ("none", "affirming", "warning", "contraindicated")
-
-
-def tier(value: int) -> str:
-    """rust-ear's tier of one claim value: none [-1, 1], affirming [-32, 31],
-    warning [-96, 95], contraindicated otherwise."""
-    if -1 <= value <= 1:
-        return "none"
-    if -32 <= value <= 31:
-        return "affirming"
-    if -96 <= value <= 95:
-        return "warning"
-    return "contraindicated"
-
-
-def ear_status(vector: Mapping[str, int]) -> str:
-    """``ear.status``: the tier of the worst claim of ``vector`` ("none" if empty)."""
-    worst = 0
-    for value in vector.values():
-        worst = max(worst, _TIER_ORDER.index(tier(value)))
-    return _TIER_ORDER[worst]
+# EAR tiers are defined once, with the token (``veritee.token.ear``).
 
 
 # ---------------------------------------------------------------- generations
