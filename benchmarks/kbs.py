@@ -164,15 +164,16 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def drive(
-    urls: list[str], root: TestRoot, seconds: float, clients: int
+    urls: list[str], providers: list[EmulatedEvidenceProvider], seconds: float
 ) -> tuple[float, list[float]]:
+    clients = len(providers)
     latencies: list[float] = []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
     errors: list[BaseException] = []
 
     def worker(index: int) -> None:
-        provider = EmulatedEvidenceProvider(root.directory)
+        provider = providers[index]
         url = urls[index % len(urls)]
         try:
             while time.monotonic() < stop:
@@ -216,8 +217,10 @@ def main() -> None:
             with KbsClient(urls[0], admin_token=token) as admin:
                 admin.set_resource("default/key/bench", uuid.uuid4().bytes)
                 admin.set_resource_policy(ALLOW)
-            drive(urls, root, 1.0, 1)  # warm up
-            rate, latencies = drive(urls, root, args.seconds, args.clients)
+            # One provider per client thread, its test root loaded before the clock starts.
+            providers = [EmulatedEvidenceProvider(root.directory) for _ in range(args.clients)]
+            drive(urls, providers, 2.0)  # warm up: every provider and every server path
+            rate, latencies = drive(urls, providers, args.seconds)
         finally:
             for proc in procs:
                 proc.terminate()
