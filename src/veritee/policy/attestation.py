@@ -52,7 +52,7 @@ from veritee.policy.engine import (
 )
 from veritee.policy.pruning import pruned_input
 from veritee.store.kv import KeyValueStore
-from veritee.token.ear import ear_status, tier
+from veritee.token.ear import TRUST_CLAIMS, ear_status, tier
 
 __all__ = [
     "TRUST_CLAIMS",
@@ -64,17 +64,6 @@ __all__ = [
     "tier",
 ]
 
-#: The eight AR4SI trustworthiness claims, in EAR key order.
-TRUST_CLAIMS: tuple[str, ...] = (
-    "instance-identity",
-    "configuration",
-    "executables",
-    "file-system",
-    "hardware",
-    "runtime-opaque",
-    "storage-opaque",
-    "sourced-data",
-)
 
 #: Legacy (≤ v0.15) rule name → AR4SI claim name.
 LEGACY_RULES: dict[str, str] = {name.replace("-", "_"): name for name in TRUST_CLAIMS}
