@@ -137,7 +137,9 @@ class KbsService:
 
     def verify_token(self, token: str) -> dict[str, Any]:
         try:
-            return verify_token(token, {"keys": self.token_keys()})
+            return verify_token(
+                token, {"keys": self.token_keys()}, profile=self.attestation.ear.profile
+            )
         except TokenError as exc:
             raise TokenVerifierError() from exc
 
