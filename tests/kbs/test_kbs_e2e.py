@@ -22,7 +22,7 @@ from live_server import serve_app
 from veritee.as_.config import AsSettings
 from veritee.auth.admin import sign_admin_token
 from veritee.emulator.root import TestRoot
-from veritee.kbs.bootstrap import KbsSettings, build_kbs
+from veritee.kbs.bootstrap import KbsComponents, KbsSettings, build_kbs
 from veritee.kbs.client import EmulatedEvidenceProvider, KbsClient, KbsRequestError
 
 ALLOW_ALL = (
@@ -37,6 +37,7 @@ class Kbs:
     url: str
     admin_token: str
     root: TestRoot
+    parts: KbsComponents | None = None
 
     def admin(self) -> KbsClient:
         return KbsClient(self.url, admin_token=self.admin_token)
@@ -53,7 +54,7 @@ def kbs(test_root: TestRoot, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         KbsSettings(attestation=AsSettings(data_dir=data, trust_root=test_root.directory))
     )
     with serve_app(parts.app) as url:
-        yield Kbs(url, parts.attestation.admin.token_path.read_text().strip(), test_root)
+        yield Kbs(url, parts.attestation.admin.token_path.read_text().strip(), test_root, parts)
 
 
 @pytest.mark.parametrize("tee", ["tdx", "snp", "sgx"])
@@ -235,3 +236,26 @@ def test_attestation_policy_and_reference_values_through_the_kbs(kbs: Kbs) -> No
         with pytest.raises(KbsRequestError) as broken:
             admin.set_attestation_policy("package policy\nx := := 1\n", "default_cpu")
         assert broken.value.type == TRUSTEE + "PolicyEngineError"
+
+
+def test_expired_bearer_token(kbs: Kbs) -> None:
+    assert kbs.parts is not None
+    with kbs.admin() as admin:
+        admin.set_resource("default/key/old", b"x")
+        admin.set_resource_policy(ALLOW_ALL)
+    guest = kbs.guest("tdx")
+    token = guest.attest()
+    signer = kbs.parts.attestation.service.signer
+    claims = kbs.parts.service.verify_token(token)
+    expired = signer.sign({**claims, "iat": claims["iat"] - 7200, "exp": claims["iat"] - 3600})
+    reply = httpx.get(
+        f"{kbs.url}/kbs/v0/resource/default/key/old", headers={"Authorization": f"Bearer {expired}"}
+    )
+    assert (reply.status_code, _error(reply)) == (401, "TokenVerifierError")
+    # the same claims, freshly signed, are accepted: only the expiry made the difference
+    fresh = signer.sign(claims)
+    reply = httpx.get(
+        f"{kbs.url}/kbs/v0/resource/default/key/old", headers={"Authorization": f"Bearer {fresh}"}
+    )
+    assert reply.status_code == 200
+    guest.close()
