@@ -1,15 +1,16 @@
 """The KBS client: RCAR messages, runtime data and report data against Trustee's vectors,
-JWE decryption, error parsing and printing, and the ``veritee client`` CLI (no server:
-an in-process httpx.MockTransport plays the KBS)."""
+JWE decryption, error parsing and printing, and the ``veritee client`` CLI (against the
+real KBS, served by uvicorn on loopback)."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc import jwe
 from joserfc.jwk import ECKey, RSAKey
+from live_server import serve_app
 from typer.testing import CliRunner, Result
 
 import veritee.cli.client as cli_client
-from veritee.auth.admin import Ed25519AdminAuth
+from veritee.as_.config import AsSettings
+from veritee.auth.admin import AdminAuthError, Ed25519AdminAuth
 from veritee.cli.client import app, sample_reference_value_message
+from veritee.kbs.bootstrap import KbsComponents, KbsSettings, build_kbs
 from veritee.kbs.client import (
     EmulatedEvidenceProvider,
     KbsClient,
@@ -351,160 +355,105 @@ def test_error_information_is_printed_like_kbs_protocol() -> None:
     assert rust_debug_str('a"b\\c\n\x01') == '"a\\"b\\\\c\\n\\u{1}"'
 
 
-# --- a KBS in a MockTransport ----------------------------------------------------------------
+# --- the real KBS over HTTP on loopback ----------------------------------------------------------
+
+ALLOW = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
+DENY = "package policy\n\nimport rego.v1\n\ndefault allow := false\n"
 
 
-class FakeKbs:
-    """Just enough of Trustee's /kbs/v0 to drive the client: RCAR with the report-data check,
-    resources as JWE to the tee-pubkey, admin calls that require a Bearer token."""
+@dataclass
+class Kbs:
+    """One real KBS (sample evidence allowed, as for Trustee's sample attester) on 127.0.0.1."""
 
-    def __init__(self, *, allow: bool = True, admin_token: str | None = "ADMIN") -> None:
-        self.allow = allow
-        self.admin_token = admin_token
-        self.sessions: dict[str, dict[str, Any]] = {}
-        self.tokens: dict[str, dict[str, Any]] = {}
+    url: str
+    admin_token: str
+    parts: KbsComponents
+
+    def admin(self, **kwargs: Any) -> KbsClient:
+        return KbsClient(self.url, admin_token=self.admin_token, **kwargs)
+
+    def set_policy(self, text: str) -> None:
+        with self.admin() as admin:
+            admin.set_resource_policy(text)
+
+
+class Wire:
+    """A real httpx.Client whose event hooks keep every request and response it exchanges."""
+
+    def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
-        self.resources: dict[str, bytes] = {"default/key/1": SECRET}
-        self.admin_bodies: list[tuple[str, str, bytes]] = []
-        self.counter = 0
-
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
-
-    @staticmethod
-    def error(name: str, detail: str, status: int = 401) -> httpx.Response:
-        return httpx.Response(status, json={"type": ERRORS + name, "detail": detail})
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        path = request.url.path.removeprefix("/kbs/v0/")
-        if path == "auth" and request.method == "POST":
-            self.counter += 1
-            sid = f"{self.counter:032x}"
-            nonce = base64.b64encode(hashlib.sha256(sid.encode()).digest()).decode()
-            self.sessions[sid] = {"request": json.loads(request.content), "nonce": nonce}
-            return httpx.Response(
-                200,
-                json={"nonce": nonce, "extra-params": ""},
-                headers={
-                    "Set-Cookie": f"kbs-session-id={sid}; Expires=Fri, 01 Jan 2100 00:00:00 GMT"
-                },
-            )
-        if path == "attest" and request.method == "POST":
-            return self.attest(request)
-        if path.startswith("resource/"):
-            return self.resource(request, path.removeprefix("resource/"))
-        if path in ("resource-policy", "attestation-policy", "reference-value") or path.startswith(
-            "reference-value/"
-        ):
-            denied = self.check_admin(request)
-            if denied is not None:
-                return denied
-            self.admin_bodies.append((request.method, path, request.content))
-            if path == "resource-policy" and request.method == "GET":
-                return httpx.Response(200, json=["resource-policy"])
-            if path.startswith("reference-value/"):
-                return httpx.Response(200, json=["1"])
-            return httpx.Response(200)
-        return self.error("PluginNotFound", f"Plugin {path} not found", 404)
-
-    def attest(self, request: httpx.Request) -> httpx.Response:
-        cookie = request.headers.get("cookie", "")
-        sid = cookie.removeprefix("kbs-session-id=")
-        session = self.sessions.get(sid)
-        if session is None:
-            return self.error("AttestationError", "Attestation error: RCAR handshake Attest failed")
-        message = json.loads(request.content)
-        runtime = message["runtime-data"]
-        if runtime["nonce"] != session["nonce"]:
-            return self.error("AttestationError", "Attestation error: nonce mismatch")
-        evidence = message["tee-evidence"]
-        primary = {
-            "tee-pubkey": runtime["tee-pubkey"],
-            "nonce": runtime["nonce"],
-            "additional-evidence": evidence["additional_evidence"],
-        }
-        expected = hashlib.sha384(jcs(primary)).digest()
-        got = base64.b64decode(evidence["primary_evidence"]["report_data"])
-        if got != expected:
-            return self.error("AttestationError", "Attestation error: report data mismatch")
-        token = _jwt({"exp": int(time.time()) + 300, "sid": sid})
-        self.tokens[token] = runtime["tee-pubkey"]
-        session["token"] = token
-        return httpx.Response(
-            200, json={"token": token}, headers={"Set-Cookie": f"kbs-session-id={sid}"}
+        self.responses: list[httpx.Response] = []
+        transport = httpx.HTTPTransport(
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        )
+        self.http = httpx.Client(
+            transport=transport,
+            event_hooks={"request": [self.requests.append], "response": [self.responses.append]},
         )
 
-    def check_admin(self, request: httpx.Request) -> httpx.Response | None:
-        if self.admin_token is None:
-            return None
-        if request.headers.get("authorization") != f"Bearer {self.admin_token}":
-            return self.error("AdminAuthAccess", "admin access denied for endpoint: bad token")
-        return None
+    def client(self, kbs: Kbs, **kwargs: Any) -> KbsClient:
+        return KbsClient(kbs.url, http=self.http, **kwargs)
 
-    def resource(self, request: httpx.Request, path: str) -> httpx.Response:
-        if request.method in ("POST", "DELETE"):
-            denied = self.check_admin(request)
-            if denied is not None:
-                return denied
-            if request.method == "POST":
-                self.resources[path] = request.content
-            elif self.resources.pop(path, None) is None:
-                return self.error("PluginInternalError", "Plugin internal error")
-            return httpx.Response(200)
-        token = None
-        sid = request.headers.get("cookie", "").removeprefix("kbs-session-id=")
-        if sid in self.sessions:
-            token = self.sessions[sid].get("token")
-        elif request.headers.get("authorization", "").startswith("Bearer "):
-            token = request.headers["authorization"].removeprefix("Bearer ")
-        if token is None or token not in self.tokens:
-            return self.error("TokenNotFound", "Attestation Token not found")
-        if not self.allow:
-            return self.error("PolicyDeny", "Access denied by policy")
-        if path not in self.resources:
-            return self.error("PluginInternalError", "Plugin internal error")
-        return httpx.Response(200, json=trustee_jwe(self.tokens[token], self.resources[path]))
+    def names(self) -> list[str]:
+        return [r.url.path.rsplit("/", 1)[-1] for r in self.requests]
 
 
-def _client(kbs: FakeKbs, **kwargs: Any) -> KbsClient:
-    http = httpx.Client(transport=kbs.transport())
-    return KbsClient("http://kbs.test/", http=http, **kwargs)
+@pytest.fixture(scope="module")
+def real_kbs(test_root: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kbs]:
+    data = tmp_path_factory.mktemp("kbs")
+    settings = AsSettings(data_dir=data, trust_root=test_root.directory, allow_sample=True)
+    parts = build_kbs(KbsSettings(attestation=settings))
+    token = parts.attestation.admin.token_path.read_text().strip()
+    with serve_app(parts.app) as url:
+        kbs = Kbs(url, token, parts)
+        with kbs.admin() as admin:
+            admin.set_resource("default/key/1", SECRET)
+        yield kbs
+
+
+@pytest.fixture
+def wire() -> Iterator[Wire]:
+    recorder = Wire()
+    yield recorder
+    recorder.http.close()
 
 
 @pytest.mark.parametrize("key_alg", ["EC", "RSA"])
-def test_rcar_and_resource_with_the_cookie(key_alg: Any) -> None:
-    kbs = FakeKbs()
-    client = _client(kbs, evidence_provider=SampleProvider(), tee="sample", key_alg=key_alg)
+def test_rcar_and_resource_with_the_cookie(real_kbs: Kbs, wire: Wire, key_alg: Any) -> None:
+    real_kbs.set_policy(ALLOW)
+    client = wire.client(
+        real_kbs, evidence_provider=SampleProvider(), tee="sample", key_alg=key_alg
+    )
     assert client.get_resource("default/key/1") == SECRET
-    auth, attest, get = kbs.requests
-    assert str(auth.url) == "http://kbs.test/kbs/v0/auth"
+    auth, attest, get = wire.requests
+    assert str(auth.url) == f"{real_kbs.url}/kbs/v0/auth"
     assert json.loads(auth.content) == build_request("sample")
     assert auth.headers["content-type"] == "application/json"
-    assert attest.headers["cookie"] == "kbs-session-id=" + f"{1:032x}"
+    session = wire.responses[0].cookies["kbs-session-id"]  # what /auth set
+    assert attest.headers["cookie"] == f"kbs-session-id={session}"
     assert get.headers["cookie"] == attest.headers["cookie"]
     assert "authorization" not in get.headers
     assert client.token is not None
-    assert client.session_id == f"{1:032x}"
+    assert client.session_id == session
     assert json.loads(attest.content)["runtime-data"]["tee-pubkey"]["kty"] == key_alg
 
 
-def test_resource_with_a_bearer_token() -> None:
-    kbs = FakeKbs()
-    client = _client(kbs, evidence_provider=SampleProvider())
-    token = client.attest()
-    fresh = _client(kbs, tee_key=client.tee_key)
+def test_resource_with_a_bearer_token(real_kbs: Kbs, wire: Wire) -> None:
+    real_kbs.set_policy(ALLOW)
+    with KbsClient(real_kbs.url, evidence_provider=SampleProvider()) as client:
+        token = client.attest()
+    fresh = wire.client(real_kbs, tee_key=client.tee_key)
     fresh.token = token
     assert fresh.get_resource("default/key/1", use_bearer=True) == SECRET
-    get = kbs.requests[-1]
+    (get,) = wire.requests  # no handshake: the token alone
     assert get.headers["authorization"] == f"Bearer {token}"
     assert "cookie" not in get.headers
 
 
-def test_denial_retries_once_with_a_fresh_handshake_then_raises() -> None:
-    kbs = FakeKbs(allow=False)
+def test_denial_retries_once_with_a_fresh_handshake_then_raises(real_kbs: Kbs, wire: Wire) -> None:
+    real_kbs.set_policy(DENY)
     seen: list[KbsRequestError] = []
-    client = _client(kbs, evidence_provider=SampleProvider())
+    client = wire.client(real_kbs, evidence_provider=SampleProvider())
     with pytest.raises(KbsRequestError) as info:
         client.get_resource("default/key/1", on_unauthorized=seen.append)
     assert (info.value.status, info.value.name, info.value.detail) == (
@@ -512,57 +461,80 @@ def test_denial_retries_once_with_a_fresh_handshake_then_raises() -> None:
         "PolicyDeny",
         "Access denied by policy",
     )
+    assert info.value.type == ERRORS + "PolicyDeny"
     assert [e.name for e in seen] == ["PolicyDeny"]
-    assert [r.url.path.rsplit("/", 1)[-1] for r in kbs.requests] == [
-        "auth",
-        "attest",
-        "1",
-        "auth",
-        "attest",
-        "1",
-    ]
+    assert wire.names() == ["auth", "attest", "1", "auth", "attest", "1"]
     assert client.token is not None
     assert client.token not in str(info.value)
 
 
-def test_attest_needs_a_provider_and_reports_refusals() -> None:
+def test_attest_needs_a_provider_and_reports_refusals(real_kbs: Kbs, wire: Wire) -> None:
     with pytest.raises(KbsClientError, match="evidence provider"):
-        _client(FakeKbs()).attest()
+        wire.client(real_kbs).attest()
+    assert wire.requests == []
 
     class Liar(SampleProvider):
         def evidence(self, tee: str, report_data: bytes) -> bytes:
             return super().evidence(tee, bytes(48))
 
-    with pytest.raises(KbsRequestError, match="report data mismatch") as info:
-        _client(FakeKbs(), evidence_provider=Liar()).attest()
-    assert info.value.name == "AttestationError"
+    with pytest.raises(KbsRequestError, match="Attestation error") as info:
+        wire.client(real_kbs, evidence_provider=Liar()).attest()
+    assert (info.value.status, info.value.name) == (401, "AttestationError")
+    assert info.value.type == ERRORS + "AttestationError"
     assert info.value.path == "/kbs/v0/attest"
+    assert wire.names() == ["auth", "attest"]
 
 
-def test_admin_calls_send_the_bearer_token_and_trustee_bodies() -> None:
-    kbs = FakeKbs()
-    client = _client(kbs, admin_token="ADMIN")
+def _fetch(kbs: Kbs, path: str) -> bytes:
+    with KbsClient(kbs.url, evidence_provider=SampleProvider()) as guest:
+        return guest.get_resource(path)
+
+
+def test_admin_calls_send_the_bearer_token_and_trustee_bodies(real_kbs: Kbs, wire: Wire) -> None:
+    client = wire.client(real_kbs, admin_token=real_kbs.admin_token)
     client.set_resource("r/t/new", b"\x00\x01")
-    assert kbs.resources["r/t/new"] == b"\x00\x01"
-    assert kbs.requests[-1].headers["content-type"] == "application/octet-stream"
+    assert wire.requests[-1].headers["content-type"] == "application/octet-stream"
+    assert wire.requests[-1].content == b"\x00\x01"
+    real_kbs.set_policy(ALLOW)
+    assert _fetch(real_kbs, "r/t/new") == b"\x00\x01"  # really stored
     client.delete_resource("r/t/new")
-    assert "r/t/new" not in kbs.resources
+    with pytest.raises(KbsRequestError, match="PluginInternalError"):
+        _fetch(real_kbs, "r/t/new")  # really gone
     client.set_resource_policy("package policy\n")
-    client.set_attestation_policy("package policy\n", "default_cpu")
-    client.set_reference_value({"version": "0.1.0", "type": "sample", "payload": "e30="})
+    with pytest.raises(KbsRequestError) as denied:
+        _fetch(real_kbs, "default/key/1")  # a policy without allow really applies
+    assert denied.value.name == "PolicyDeny"
+    client.set_attestation_policy("package policy\n", "test_client")
+    message = {
+        "version": "0.1.0",
+        "type": "sample",
+        "payload": base64.b64encode(b'{"client-svn":["1"]}').decode(),
+    }
+    client.set_reference_value(message)
     assert client.get_resource_policy() == '["resource-policy"]'
-    assert client.get_reference_value("svn") == ["1"]
-    bodies = [(m, p, json.loads(b) if b else None) for m, p, b in kbs.admin_bodies]
+    assert client.get_reference_value("client-svn") == ["1"]
+    assert all(
+        r.headers["authorization"] == f"Bearer {real_kbs.admin_token}" for r in wire.requests
+    )
+    bodies = [
+        (
+            r.method,
+            r.url.path.removeprefix("/kbs/v0/"),
+            json.loads(r.content) if r.content else None,
+        )
+        for r in wire.requests
+        if not r.url.path.startswith("/kbs/v0/resource/")
+    ]
     assert bodies[0] == ("POST", "resource-policy", {"policy": "cGFja2FnZSBwb2xpY3kK"})
     assert bodies[1] == (
         "POST",
         "attestation-policy",
-        {"type": "rego", "policy_id": "default_cpu", "policy": "cGFja2FnZSBwb2xpY3kK"},
+        {"type": "rego", "policy_id": "test_client", "policy": "cGFja2FnZSBwb2xpY3kK"},
     )
-    assert bodies[2][2] == {"version": "0.1.0", "type": "sample", "payload": "e30="}
+    assert bodies[2] == ("POST", "reference-value", message)
     with pytest.raises(KbsRequestError) as info:
-        _client(kbs, admin_token="WRONG-SECRET").set_resource_policy("x")
-    assert info.value.name == "AdminAuthAccess"
+        wire.client(real_kbs, admin_token="WRONG-SECRET").set_resource_policy("x")
+    assert (info.value.status, info.value.name) == (401, "AdminAuthAccess")
     assert "WRONG-SECRET" not in str(info.value)
     with pytest.raises(KbsRequestError, match="PluginInternalError"):
         client.delete_resource("r/t/absent")
@@ -588,41 +560,52 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     return CliRunner()
 
 
+@dataclass
+class CliKbs:
+    url: str
+    requests: list[httpx.Request]
+
+
 @pytest.fixture
-def kbs(monkeypatch: pytest.MonkeyPatch) -> FakeKbs:
-    fake = FakeKbs()
+def kbs(real_kbs: Kbs, monkeypatch: pytest.MonkeyPatch) -> CliKbs:
+    """The real KBS for the CLI; an event hook on the CLI's own httpx.Client keeps its requests."""
+    seen = CliKbs(real_kbs.url, [])
     original = cli_client._client
 
-    def patched(target: Any, **kwargs: Any) -> KbsClient:
-        assert target.url == "http://kbs.test"
-        original(target, **kwargs).close()  # the real constructor still validates the options
-        return KbsClient(target.url, http=httpx.Client(transport=fake.transport()), **kwargs)
+    def observed(target: Any, **kwargs: Any) -> KbsClient:
+        client = original(target, **kwargs)
+        hooks = client.http.event_hooks
+        client.http.event_hooks = {**hooks, "request": [*hooks["request"], seen.requests.append]}
+        return client
 
-    monkeypatch.setattr(cli_client, "_client", patched)
-    return fake
+    monkeypatch.setattr(cli_client, "_client", observed)
+    return seen
 
 
-def run(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli(), ["client", "--url", "http://kbs.test", *args])
+def run(runner: CliRunner, kbs: CliKbs, *args: str) -> Result:
+    return runner.invoke(cli(), ["client", "--url", kbs.url, *args])
 
 
 def test_cli_attest_and_get_resource(
-    runner: CliRunner, kbs: FakeKbs, test_root: Any, tmp_path: Path
+    runner: CliRunner, kbs: CliKbs, real_kbs: Kbs, test_root: Any, tmp_path: Path
 ) -> None:
+    real_kbs.set_policy(ALLOW)
     root = str(test_root.directory)
     key_file = tmp_path / "tee.pem"
-    result = run(runner, "attest", "--emulated", root, "--tee-key-file", str(key_file))
+    result = run(runner, kbs, "attest", "--emulated", root, "--tee-key-file", str(key_file))
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
     assert token_is_valid(token)
     assert key_file.stat().st_mode & 0o777 == 0o600
-    result = run(runner, "get-resource", "--path", "default/key/1", "--emulated", root)
+    result = run(runner, kbs, "get-resource", "--path", "default/key/1", "--emulated", root)
     assert result.exit_code == 0, result.output
     assert result.stdout == base64.b64encode(SECRET).decode() + "\n"
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
+    sent = len(kbs.requests)
     result = run(
         runner,
+        kbs,
         "get-resource",
         "--path",
         "default/key/1",
@@ -633,29 +616,44 @@ def test_cli_attest_and_get_resource(
     )
     assert result.exit_code == 0, result.output
     assert base64.b64decode(result.stdout) == SECRET
-    assert kbs.requests[-1].headers["authorization"] == f"Bearer {token}"
+    (get,) = kbs.requests[sent:]
+    assert get.headers["authorization"] == f"Bearer {token}"
+    assert "cookie" not in get.headers
 
 
 def test_cli_prints_a_denial_like_kbs_client(
-    runner: CliRunner, kbs: FakeKbs, test_root: Any
+    runner: CliRunner, kbs: CliKbs, real_kbs: Kbs, test_root: Any
 ) -> None:
-    kbs.allow = False
-    result = run(runner, "get-resource", "--path", "a/b/c", "--emulated", str(test_root.directory))
+    real_kbs.set_policy(DENY)
+    result = run(
+        runner, kbs, "get-resource", "--path", "a/b/c", "--emulated", str(test_root.directory)
+    )
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.strip() == _seed_denial()
 
 
-def test_cli_prints_attest_refusals(runner: CliRunner, kbs: FakeKbs, test_root: Any) -> None:
-    kbs.sessions.clear()
-    original = kbs.attest
-    kbs.attest = lambda request: kbs.error("AttestationError", "Attestation error: nope")  # type: ignore[method-assign]
-    result = run(runner, "attest", "--emulated", str(test_root.directory))
-    kbs.attest = original  # type: ignore[method-assign]
+def test_cli_prints_attest_refusals(runner: CliRunner, test_root: Any, tmp_path: Path) -> None:
+    # A KBS as shipped refuses the sample TEE's evidence (it carries no hardware signature).
+    parts = build_kbs(
+        KbsSettings(attestation=AsSettings(data_dir=tmp_path, trust_root=test_root.directory))
+    )
+    with serve_app(parts.app) as url:
+        result = run(
+            runner,
+            CliKbs(url, []),
+            "attest",
+            "--tee",
+            "sample",
+            "--emulated",
+            str(test_root.directory),
+        )
     assert result.exit_code == 1
+    assert result.stdout == ""
     assert result.stderr == (
         "Error: KBS attest unauthorized, Error Info: ErrorInformation { error_type: "
-        f'"{ERRORS}AttestationError", detail: "Attestation error: nope" }}\n'
+        f'"{ERRORS}AttestationError", '
+        'detail: "Attestation error: RCAR handshake Attest failed" }\n'
     )
 
 
@@ -672,56 +670,94 @@ def _admin_key(tmp_path: Path) -> tuple[Path, ed25519.Ed25519PrivateKey]:
     return path, key
 
 
-def test_cli_config_commands(runner: CliRunner, kbs: FakeKbs, tmp_path: Path) -> None:
-    key_path, key = _admin_key(tmp_path)
-    kbs.admin_token = None  # accept any; the token itself is checked below
+def test_cli_config_commands(
+    runner: CliRunner, kbs: CliKbs, real_kbs: Kbs, test_root: Any, tmp_path: Path
+) -> None:
+    key_path = real_kbs.parts.attestation.admin.key_path  # the server's own admin key
+    emulated = ["--emulated", str(test_root.directory)]
     secret = tmp_path / "secret"
     secret.write_bytes(b"s3cr3t")
     policy = tmp_path / "p.rego"
     policy.write_text("package policy\n")
     admin = ["config", "--auth-private-key", str(key_path)]
-    result = run(runner, *admin, "set-resource", "--path", "r/t/x", "--resource-file", str(secret))
+    result = run(
+        runner, kbs, *admin, "set-resource", "--path", "r/t/x", "--resource-file", str(secret)
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == "Set resource success \n resource: czNjcjN0\n"
     bearer = kbs.requests[-1].headers["authorization"].removeprefix("Bearer ")
-    Ed25519AdminAuth(key.public_key()).authorize(f"Bearer {bearer}", path="/kbs/v0/resource")
+    real_kbs.parts.admin.authorize(f"Bearer {bearer}", path="/kbs/v0/resource")
     claims = token_claims(bearer)  # the signature was checked just above
     assert claims["exp"] - claims["iat"] == 7200
-    result = run(runner, *admin, "set-resource-policy", "--policy-file", str(policy))
+    with pytest.raises(AdminAuthError):  # signed with that key, not any other
+        Ed25519AdminAuth(_admin_key(tmp_path)[1].public_key()).authorize(
+            f"Bearer {bearer}", path="/kbs/v0/resource"
+        )
+    result = run(runner, kbs, *admin, "set-resource-policy", "--policy-file", str(policy))
+    assert result.exit_code == 0, result.output
     assert result.stdout == "Set resource policy success \n policy: cGFja2FnZSBwb2xpY3kK\n"
-    result = run(runner, *admin, "set-resource-policy", "--allow-all")
+    result = run(runner, kbs, "get-resource", "--path", "r/t/x", *emulated)
+    assert result.exit_code == 1  # that policy (no allow rule) really applies
+    assert "PolicyDeny" in result.stderr
+    result = run(runner, kbs, *admin, "set-resource-policy", "--allow-all")
     assert result.exit_code == 0
     assert "Set resource policy success" in result.stdout
+    result = run(runner, kbs, "get-resource", "--path", "r/t/x", *emulated)
+    assert result.exit_code == 0, result.output
+    assert base64.b64decode(result.stdout) == b"s3cr3t"  # the resource really is stored
     result = run(
-        runner, *admin, "set-attestation-policy", "--policy-file", str(policy), "--id", "x"
+        runner, kbs, *admin, "set-attestation-policy", "--policy-file", str(policy), "--id", "x"
     )
+    assert result.exit_code == 0, result.output
     assert result.stdout == "Set attestation policy success \n policy: cGFja2FnZSBwb2xpY3kK\n"
-    assert json.loads(kbs.admin_bodies[-1][2])["policy_id"] == "x"
-    result = run(runner, *admin, "set-sample-reference-value", "svn", "1", "--as-integer")
+    assert json.loads(kbs.requests[-1].content)["policy_id"] == "x"
+    result = run(runner, kbs, *admin, "set-sample-reference-value", "cli-svn", "1", "--as-integer")
+    assert result.exit_code == 0, result.output
     assert result.stdout == "Reference Values Updated\n"
-    assert json.loads(kbs.admin_bodies[-1][2]) == sample_reference_value_message(
-        "svn", "1", as_integer=True
+    assert json.loads(kbs.requests[-1].content) == sample_reference_value_message(
+        "cli-svn", "1", as_integer=True
     )
+    result = run(runner, kbs, *admin, "get-reference-value", "--id", "cli-svn")
+    assert result.stdout == '"[1]"\n'
     message = tmp_path / "m.json"
-    message.write_text('{"version":"0.1.0","type":"sample","payload":"e30="}')
-    result = run(runner, *admin, "set-reference-value", "--message-file", str(message))
+    payload = base64.b64encode(b'{"cli-svn":["1"]}').decode()
+    message.write_text(f'{{"version":"0.1.0","type":"sample","payload":"{payload}"}}')
+    result = run(runner, kbs, *admin, "set-reference-value", "--message-file", str(message))
+    assert result.exit_code == 0, result.output
     assert result.stdout == "Reference Values Updated\n"
-    result = run(runner, *admin, "get-reference-value", "--id", "svn")
+    result = run(runner, kbs, *admin, "get-reference-value", "--id", "cli-svn")
     assert result.stdout == '"[\\"1\\"]"\n'
-    result = run(runner, *admin, "get-resource-policy")
+    result = run(runner, kbs, *admin, "get-resource-policy")
     assert result.stdout == '["resource-policy"]\n'
-    result = run(runner, *admin, "delete-resource", "--path", "r/t/x")
+    result = run(runner, kbs, *admin, "delete-resource", "--path", "r/t/x")
+    assert result.exit_code == 0, result.output
     assert result.stdout == "Delete resource success\n"
+    result = run(runner, kbs, "get-resource", "--path", "r/t/x", *emulated)
+    assert result.exit_code == 1  # really deleted
+    assert result.stdout == ""
+    admin_calls = [
+        r
+        for r in kbs.requests
+        if not r.url.path.endswith(("/auth", "/attest"))
+        and not (r.method == "GET" and "/resource/" in r.url.path)
+    ]
+    assert len(admin_calls) == 10
+    assert all(r.headers["authorization"].startswith("Bearer ") for r in admin_calls)
+    assert all("authorization" not in r.headers for r in kbs.requests if r not in admin_calls)
 
 
-def test_cli_admin_refusal(runner: CliRunner, kbs: FakeKbs, tmp_path: Path) -> None:
+def test_cli_admin_refusal(runner: CliRunner, kbs: CliKbs, tmp_path: Path) -> None:
     token_file = tmp_path / "admin.token"
     token_file.write_text("NOT-THE-TOKEN\n")
-    result = run(runner, "config", "--admin-token-file", str(token_file), "get-resource-policy")
+    result = run(
+        runner, kbs, "config", "--admin-token-file", str(token_file), "get-resource-policy"
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith('Error: Request Failed, Response: "{\\"type\\":')
-    assert "AdminAuthAccess" in result.stderr
+    assert f"{ERRORS}AdminAuthAccess" in result.stderr
     assert "NOT-THE-TOKEN" not in result.stderr
+    (sent,) = kbs.requests
+    assert sent.headers["authorization"] == "Bearer NOT-THE-TOKEN"
 
 
 def test_sample_reference_value_messages() -> None:
@@ -769,7 +805,7 @@ def test_sample_reference_value_messages() -> None:
     ],
 )
 def test_cli_usage_errors_exit_2(
-    runner: CliRunner, kbs: FakeKbs, tmp_path: Path, args: list[str]
+    runner: CliRunner, kbs: CliKbs, tmp_path: Path, args: list[str]
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("not json, not a key\n")
@@ -778,13 +814,14 @@ def test_cli_usage_errors_exit_2(
         str(token_file) if a == "TOKENFILE" else str(key_path) if a == "KEYFILE" else a
         for a in args
     ]
-    result = run(runner, *args)
+    result = run(runner, kbs, *args)
     assert result.exit_code == 2, result.output
     assert kbs.requests == []
 
 
-def test_cli_without_emulated_says_how(runner: CliRunner, kbs: FakeKbs) -> None:
-    result = run(runner, "get-resource", "--path", "a/b/c")
+def test_cli_without_emulated_says_how(runner: CliRunner, kbs: CliKbs) -> None:
+    result = run(runner, kbs, "get-resource", "--path", "a/b/c")
     assert result.exit_code == 2
     assert "--emulated ROOTDIR" in result.stderr
     assert result.stdout == ""
+    assert kbs.requests == []
