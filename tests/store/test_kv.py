@@ -1,28 +1,18 @@
-"""The key-value interface, run against every backend."""
+"""The key-value contract, run against every backend: memory, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from veritee.errors import InputError
-from veritee.store.kv import Entry, KeyValueStore, MemoryStore, SqliteStore
+from veritee.store.kv import Entry, KeyValueStore, SqliteStore
 
-WHEN = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyValueStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-    else:
-        with SqliteStore(tmp_path / "kv.db") as sqlite:
-            yield sqlite
+WHEN = dt.datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 
 
 def test_put_get_round_trip(store: KeyValueStore) -> None:
@@ -32,8 +22,10 @@ def test_put_get_round_trip(store: KeyValueStore) -> None:
     assert isinstance(entry, Entry)
     assert (entry.namespace, entry.key, entry.value) == ("ns", "a/b", b"\x00value\xff")
     assert entry.expires_at == WHEN
+    assert entry.expires_at.tzinfo is not None
     assert dict(entry.meta) == {"kind": "x"}
     assert before <= entry.stored_at <= dt.datetime.now(dt.UTC)
+    assert entry.stored_at.utcoffset() == dt.timedelta(0)
 
 
 def test_defaults_and_missing(store: KeyValueStore) -> None:
@@ -52,6 +44,7 @@ def test_overwrite_replaces_value_expiry_and_meta(store: KeyValueStore) -> None:
     entry = store.get("ns", "k")
     assert entry is not None
     assert (entry.value, entry.expires_at, dict(entry.meta)) == (b"2", None, {})
+    assert len(store.items("ns")) == 1
 
 
 def test_naive_and_non_utc_expiry_is_stored_as_utc(store: KeyValueStore) -> None:
@@ -63,6 +56,15 @@ def test_naive_and_non_utc_expiry_is_stored_as_utc(store: KeyValueStore) -> None
         assert entry is not None
         assert entry.expires_at == WHEN
         assert entry.expires_at.utcoffset() == dt.timedelta(0)
+
+
+def test_expired_entries_are_kept(store: KeyValueStore) -> None:
+    past = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    store.put("ns", "old", b"v", expires_at=past)
+    entry = store.get("ns", "old")
+    assert entry is not None
+    assert entry.expires_at == past
+    assert [e.key for e in store.items("ns")] == ["old"]
 
 
 def test_delete(store: KeyValueStore) -> None:
@@ -82,15 +84,46 @@ def test_items_are_per_namespace_and_ordered(store: KeyValueStore) -> None:
     assert store.get("two", "b") is None
 
 
+def test_items_order_by_code_point_whatever_the_collation(store: KeyValueStore) -> None:
+    keys = ["é", "a", "Z", "a b", "ab", "😀", "_", "A", "a\x00b", "rvps:///x/y"]
+    for key in keys:
+        store.put("ns", key, key.encode())
+    assert [e.key for e in store.items("ns")] == sorted(keys)
+    entry = store.get("ns", "a\x00b")
+    assert entry is not None
+    assert entry.value == b"a\x00b"
+
+
+def test_meta_and_values_of_any_content(store: KeyValueStore) -> None:
+    meta = {"quote'\"": "back\\slash", "nul": "\x00", "uni": "ü😀", "": ""}
+    big = bytes(range(256)) * 4096
+    store.put("ns", "big", big, meta=meta)
+    entry = store.get("ns", "big")
+    assert entry is not None
+    assert entry.value == big
+    assert dict(entry.meta) == meta
+
+
 @pytest.mark.parametrize("namespace", ["", "with space", "a/b", "x" * 65, "-lead"])
 def test_invalid_namespace_is_refused(store: KeyValueStore, namespace: str) -> None:
     with pytest.raises(ValueError, match="namespace"):
         store.put(namespace, "k", b"")
+    with pytest.raises(ValueError, match="namespace"):
+        store.items(namespace)
 
 
 def test_empty_key_is_refused(store: KeyValueStore) -> None:
     with pytest.raises(ValueError, match="key"):
         store.get("ns", "")
+    with pytest.raises(ValueError, match="key"):
+        store.delete("ns", "")
+
+
+def test_dotted_namespaces_are_separate(store: KeyValueStore) -> None:
+    store.put("reference_value", "k", b"1")
+    store.put("reference_value.meta", "k", b"2")
+    assert [e.value for e in store.items("reference_value")] == [b"1"]
+    assert [e.value for e in store.items("reference_value.meta")] == [b"2"]
 
 
 def test_concurrent_writers(store: KeyValueStore) -> None:
@@ -104,6 +137,9 @@ def test_concurrent_writers(store: KeyValueStore) -> None:
     for thread in threads:
         thread.join()
     assert len(store.items("ns")) == 400
+
+
+# -- SQLite specifics ----------------------------------------------------------
 
 
 def test_sqlite_persists_creates_parents_and_uses_wal(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""PostgresStore against a real PostgreSQL, and the kv contract on every backend.
+"""PostgresStore's own behaviour against a real PostgreSQL (the kv contract it shares with
+every backend is in test_kv.py).
 
 The PostgreSQL server comes from ``$VERITEE_TEST_POSTGRES`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``); each test gets its own table,
@@ -13,184 +14,18 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from veritee.errors import InputError, VeriteeError
-from veritee.store.kv import Entry, KeyValueStore, MemoryStore, SqliteStore
+from veritee.store.kv import SqliteStore
 from veritee.store.postgres import PostgresStore, open_store, redact_dsn
 
 DSN = os.environ.get("VERITEE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 WHEN = dt.datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
-
-
-def _postgres_available() -> str | None:
-    try:
-        with psycopg.connect(DSN, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return str(exc)
-    return None
-
-
-_UNAVAILABLE = _postgres_available()
-
-
-@pytest.fixture
-def pg_table() -> Iterator[str]:
-    if _UNAVAILABLE is not None:
-        pytest.fail(f"PostgreSQL required but unreachable: {_UNAVAILABLE}")
-    table = f"kv_test_{uuid.uuid4().hex[:16]}"
-    yield table
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("DROP TABLE IF EXISTS {}").format(psycopg.sql.Identifier(table))
-        )
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyValueStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-    elif request.param == "sqlite":
-        with SqliteStore(tmp_path / "kv.db") as sqlite:
-            yield sqlite
-    else:
-        table = request.getfixturevalue("pg_table")
-        with PostgresStore(DSN, table=table) as postgres:
-            yield postgres
-
-
-# -- the contract, on every backend -------------------------------------------
-
-
-def test_put_get_round_trip(store: KeyValueStore) -> None:
-    before = dt.datetime.now(dt.UTC)
-    store.put("ns", "a/b", b"\x00value\xff", expires_at=WHEN, meta={"kind": "x"})
-    entry = store.get("ns", "a/b")
-    assert isinstance(entry, Entry)
-    assert (entry.namespace, entry.key, entry.value) == ("ns", "a/b", b"\x00value\xff")
-    assert entry.expires_at == WHEN
-    assert entry.expires_at.tzinfo is not None
-    assert dict(entry.meta) == {"kind": "x"}
-    assert before <= entry.stored_at <= dt.datetime.now(dt.UTC)
-    assert entry.stored_at.utcoffset() == dt.timedelta(0)
-
-
-def test_defaults_and_missing(store: KeyValueStore) -> None:
-    assert store.get("ns", "absent") is None
-    store.put("ns", "k", b"")
-    entry = store.get("ns", "k")
-    assert entry is not None
-    assert entry.value == b""
-    assert entry.expires_at is None
-    assert dict(entry.meta) == {}
-
-
-def test_overwrite_replaces_value_expiry_and_meta(store: KeyValueStore) -> None:
-    store.put("ns", "k", b"1", expires_at=WHEN, meta={"a": "1"})
-    store.put("ns", "k", b"2")
-    entry = store.get("ns", "k")
-    assert entry is not None
-    assert (entry.value, entry.expires_at, dict(entry.meta)) == (b"2", None, {})
-    assert len(store.items("ns")) == 1
-
-
-def test_naive_and_non_utc_expiry_is_stored_as_utc(store: KeyValueStore) -> None:
-    store.put("ns", "naive", b"", expires_at=WHEN.replace(tzinfo=None))
-    plus2 = dt.timezone(dt.timedelta(hours=2))
-    store.put("ns", "plus2", b"", expires_at=WHEN.astimezone(plus2))
-    for key in ("naive", "plus2"):
-        entry = store.get("ns", key)
-        assert entry is not None
-        assert entry.expires_at == WHEN
-        assert entry.expires_at.utcoffset() == dt.timedelta(0)
-
-
-def test_expired_entries_are_kept(store: KeyValueStore) -> None:
-    past = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-    store.put("ns", "old", b"v", expires_at=past)
-    entry = store.get("ns", "old")
-    assert entry is not None
-    assert entry.expires_at == past
-    assert [e.key for e in store.items("ns")] == ["old"]
-
-
-def test_delete(store: KeyValueStore) -> None:
-    store.put("ns", "k", b"v")
-    assert store.delete("ns", "k") is True
-    assert store.delete("ns", "k") is False
-    assert store.get("ns", "k") is None
-
-
-def test_items_are_per_namespace_and_ordered(store: KeyValueStore) -> None:
-    for key in ("b", "a", "c"):
-        store.put("one", key, key.encode())
-    store.put("two", "a", b"other")
-    assert [(e.key, e.value) for e in store.items("one")] == [("a", b"a"), ("b", b"b"), ("c", b"c")]
-    assert [e.value for e in store.items("two")] == [b"other"]
-    assert store.items("three") == []
-    assert store.get("two", "b") is None
-
-
-def test_items_order_by_code_point_whatever_the_collation(store: KeyValueStore) -> None:
-    keys = ["é", "a", "Z", "a b", "ab", "😀", "_", "A", "a\x00b", "rvps:///x/y"]
-    for key in keys:
-        store.put("ns", key, key.encode())
-    assert [e.key for e in store.items("ns")] == sorted(keys)
-    entry = store.get("ns", "a\x00b")
-    assert entry is not None
-    assert entry.value == b"a\x00b"
-
-
-def test_meta_and_values_of_any_content(store: KeyValueStore) -> None:
-    meta = {"quote'\"": "back\\slash", "nul": "\x00", "uni": "ü😀", "": ""}
-    big = bytes(range(256)) * 4096
-    store.put("ns", "big", big, meta=meta)
-    entry = store.get("ns", "big")
-    assert entry is not None
-    assert entry.value == big
-    assert dict(entry.meta) == meta
-
-
-@pytest.mark.parametrize("namespace", ["", "with space", "a/b", "x" * 65, "-lead"])
-def test_invalid_namespace_is_refused(store: KeyValueStore, namespace: str) -> None:
-    with pytest.raises(ValueError, match="namespace"):
-        store.put(namespace, "k", b"")
-    with pytest.raises(ValueError, match="namespace"):
-        store.items(namespace)
-
-
-def test_empty_key_is_refused(store: KeyValueStore) -> None:
-    with pytest.raises(ValueError, match="key"):
-        store.get("ns", "")
-    with pytest.raises(ValueError, match="key"):
-        store.delete("ns", "")
-
-
-def test_dotted_namespaces_are_separate(store: KeyValueStore) -> None:
-    store.put("reference_value", "k", b"1")
-    store.put("reference_value.meta", "k", b"2")
-    assert [e.value for e in store.items("reference_value")] == [b"1"]
-    assert [e.value for e in store.items("reference_value.meta")] == [b"2"]
-
-
-def test_concurrent_writers(store: KeyValueStore) -> None:
-    def write(worker: int) -> None:
-        for i in range(50):
-            store.put("ns", f"{worker}/{i:02d}", bytes([worker, i]))
-
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(store.items("ns")) == 400
 
 
 # -- PostgreSQL specifics ------------------------------------------------------
