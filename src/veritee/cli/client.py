@@ -17,8 +17,10 @@ unreadable files, no evidence source).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -274,11 +276,8 @@ def attest(
     _check_tee(tee)
     provider = _provider(emulated, device)
     key = _tee_key(tee_key_file, create=True)
-    with _client(target, evidence_provider=provider, tee=tee, tee_key=key) as client:
-        try:
-            token = client.attest()
-        except VeriteeError as exc:
-            _report(exc)
+    with _reporting(_client(target, evidence_provider=provider, tee=tee, tee_key=key)) as client:
+        token = client.attest()
     typer.echo(token)
 
 
@@ -320,15 +319,12 @@ def get_resource(
     else:
         provider = _provider(emulated, device)
     key = _tee_key(tee_key_file, create=False)
-    with _client(target, evidence_provider=provider, tee=tee, tee_key=key) as client:
-        try:
-            if token is not None:
-                client.token = token
-                data = client.get_resource(path, use_bearer=True)
-            else:
-                data = client.get_resource(path, on_unauthorized=_warn_unauthorized)
-        except VeriteeError as exc:
-            _report(exc)
+    with _reporting(_client(target, evidence_provider=provider, tee=tee, tee_key=key)) as client:
+        if token is not None:
+            client.token = token
+            data = client.get_resource(path, use_bearer=True)
+        else:
+            data = client.get_resource(path, on_unauthorized=_warn_unauthorized)
     typer.echo(_b64(data))
 
 
@@ -383,6 +379,16 @@ def config(
     ctx.obj = _Admin(target, token)
 
 
+@contextlib.contextmanager
+def _reporting(client: KbsClient) -> Iterator[KbsClient]:
+    """Use ``client``; a refused or failed request is printed as kbs-client does (exit 1)."""
+    with client:
+        try:
+            yield client
+        except VeriteeError as exc:
+            _report(exc)
+
+
 def _admin_call(ctx: typer.Context) -> KbsClient:
     admin: _Admin = ctx.obj
     return _client(admin.target, admin_token=admin.token)
@@ -398,11 +404,8 @@ def set_resource(
 ) -> None:
     """Store a resource (POST /kbs/v0/resource/<path>)."""
     data = _read_bytes(resource_file, "--resource-file")
-    with _admin_call(ctx) as client:
-        try:
-            client.set_resource(path, data)
-        except VeriteeError as exc:
-            _report(exc)
+    with _reporting(_admin_call(ctx)) as client:
+        client.set_resource(path, data)
     typer.echo(f"Set resource success \n resource: {_b64(data)}")
 
 
@@ -412,11 +415,8 @@ def delete_resource(
     path: Annotated[str, typer.Option("--path", help="Resource path <repo>/<type>/<tag>.")],
 ) -> None:
     """Delete a resource."""
-    with _admin_call(ctx) as client:
-        try:
-            client.delete_resource(path)
-        except VeriteeError as exc:
-            _report(exc)
+    with _reporting(_admin_call(ctx)) as client:
+        client.delete_resource(path)
     typer.echo("Delete resource success")
 
 
@@ -452,22 +452,16 @@ def set_resource_policy(
     if len(presets) + (policy_file is not None) != 1:
         _usage("pass exactly one of --policy-file, --allow-all, --deny-all, --affirming, --default")
     text = presets[0] if policy_file is None else _read_text(policy_file, "--policy-file")
-    with _admin_call(ctx) as client:
-        try:
-            client.set_resource_policy(text)
-        except VeriteeError as exc:
-            _report(exc)
+    with _reporting(_admin_call(ctx)) as client:
+        client.set_resource_policy(text)
     typer.echo(f"Set resource policy success \n policy: {_b64(text.encode())}")
 
 
 @config_app.command("get-resource-policy")
 def get_resource_policy(ctx: typer.Context) -> None:
     """Print what GET /kbs/v0/resource-policy answers."""
-    with _admin_call(ctx) as client:
-        try:
-            body = client.get_resource_policy()
-        except VeriteeError as exc:
-            _report(exc)
+    with _reporting(_admin_call(ctx)) as client:
+        body = client.get_resource_policy()
     typer.echo(body)
 
 
@@ -485,11 +479,8 @@ def set_attestation_policy(
 ) -> None:
     """Set an attestation policy (POST /kbs/v0/attestation-policy)."""
     text = _read_text(policy_file, "--policy-file")
-    with _admin_call(ctx) as client:
-        try:
-            client.set_attestation_policy(text, policy_id, policy_type=policy_type)
-        except VeriteeError as exc:
-            _report(exc)
+    with _reporting(_admin_call(ctx)) as client:
+        client.set_attestation_policy(text, policy_id, policy_type=policy_type)
     typer.echo(f"Set attestation policy success \n policy: {_b64(text.encode())}")
 
 
@@ -540,21 +531,15 @@ def get_reference_value(
     id_: Annotated[str, typer.Option("--id", help="Reference value id.")],
 ) -> None:
     """Print one reference value (GET /kbs/v0/reference-value/<id>)."""
-    with _admin_call(ctx) as client:
-        try:
-            value = client.get_reference_value(id_)
-        except VeriteeError as exc:
-            _report(exc)
+    with _reporting(_admin_call(ctx)) as client:
+        value = client.get_reference_value(id_)
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     typer.echo(rust_debug_str(text))
 
 
 def _post_reference_value(ctx: typer.Context, message: dict[str, Any]) -> None:
-    with _admin_call(ctx) as client:
-        try:
-            client.set_reference_value(message)
-        except VeriteeError as exc:
-            _report(exc)
+    with _reporting(_admin_call(ctx)) as client:
+        client.set_reference_value(message)
     typer.echo("Reference Values Updated")
 
 
