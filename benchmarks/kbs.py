@@ -30,12 +30,14 @@ from pathlib import Path
 import httpx
 
 from veritee.as_.config import AsSettings
+from veritee.as_.request import RuntimeData, VerificationRequest
 from veritee.emulator.evidence import EvidenceRequest, emulate
 from veritee.emulator.root import TestRoot
 from veritee.kbs.bootstrap import KbsSettings, build_kbs
 from veritee.kbs.client import EmulatedEvidenceProvider, KbsClient, tee_pubkey_jwk
 from veritee.kbs.jwe import encrypt_for
 from veritee.kbs.rcar import expected_report_data, runtime_data
+from veritee.policy.resource import ResourcePolicy
 from veritee.verifier.base import VerifyOptions
 
 ALLOW = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
@@ -70,20 +72,14 @@ def floor_ms(root: TestRoot, data: Path) -> float:
     verify = _ms(lambda: verifier.verify(wire, VerifyOptions(report_data=report)))
     token = service.verify_evidence([("tdx", wire)], runtime, "sha384")
     tee_class, policy_input, _ = parts.attestation.service.verify_one(
-        __import__("veritee.as_.request", fromlist=["x"]).VerificationRequest(
-            tee="tdx",
-            evidence=wire,
-            runtime_data=__import__("veritee.as_.request", fromlist=["x"]).RuntimeData(
-                structured=runtime
-            ),
-        )
+        VerificationRequest(tee="tdx", evidence=wire, runtime_data=RuntimeData(structured=runtime))
     )
     policies = parts.attestation.service.policies
     appraise = _ms(lambda: policies.appraise("default", tee_class, policy_input))
     claims = service.verify_token(token)
     sign = _ms(lambda: parts.attestation.service.signer.sign(claims))
     check = _ms(lambda: service.verify_token(token))
-    resource_policy = __import__("veritee.policy.resource", fromlist=["x"]).ResourcePolicy(ALLOW)
+    resource_policy = ResourcePolicy(ALLOW)
     decide = _ms(
         lambda: resource_policy.allows(claims, repository="default", type_="key", tag="bench")
     )
