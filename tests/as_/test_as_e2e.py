@@ -28,26 +28,10 @@ from veritee.emulator.evidence import EvidenceRequest, emulate
 from veritee.emulator.root import TestRoot
 from veritee.token.verify import load_jwks, verify_token
 
-CLIENT_REGO = """package policy
-
-import rego.v1
-
-default executables := 32
-default hardware := 97
-default configuration := 32
-default file_system := 32
-
-executables := 3 if { input.tdx }
-
-hardware := 2 if {
-	input.tdx.quote.header.tee_type == "81000000"
-	input.tdx.quote.header.vendor_id == "939a7233f79c4ca9940a0db3957f0607"
-}
-
-configuration := 2 if { input.tdx }
-
-file_system := 2 if { input.tdx }
-"""
+# Seed 000's client.rego, as the seed gives it (line breaks restored only).
+CLIENT_REGO = (
+    Path(__file__).parents[1] / "policy" / "fixtures" / "seed000_client.rego"
+).read_text()
 
 
 def _b64u(data: bytes) -> str:
