@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from veritee.verifier.intel import IntelVerifier
 from veritee.verifier.snp import SnpVerifier
 
 REPO = Path(__file__).resolve().parents[1]
-VECTORS = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared")) / "testdata" / "vectors"
+VECTORS = REPO / "tests" / "data" / "vectors"
 
 
 def _utc(text: str) -> dt.datetime:

@@ -1,21 +1,35 @@
-"""Shared fixtures: where the real vectors live."""
+"""Shared fixtures: where the real vectors live, and a private VERITEE_HOME.
+
+The suite never touches the user's state: before any test runs, ``VERITEE_HOME``
+points at a fresh temporary directory (inherited by every process a test
+starts), so the default collateral cache, data directory and admin credentials
+all land there and are removed at the end.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from datadir import VECTORS
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared"))
-VECTORS = SHARED / "testdata" / "vectors"
+_HOME = tempfile.mkdtemp(prefix="veritee-test-home-")
+os.environ["VERITEE_HOME"] = _HOME
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_veritee_home() -> Iterator[Path]:
+    yield Path(_HOME)
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
-    if not VECTORS.is_dir():
-        pytest.fail(f"test vectors not found at {VECTORS}; set VERITEE_SHARED")
+    """The real hardware vectors in tests/data/vectors (tests/data/SOURCES.md)."""
     return VECTORS
 
 

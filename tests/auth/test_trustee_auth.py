@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import time
 import tomllib
 import warnings
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from datadir import TRUSTEE
 from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
@@ -45,9 +45,7 @@ from veritee.auth.trustee import (
 )
 from veritee.kbs.errors import AdminAuthAccess
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared"))
-JWK_DIR = SHARED / "testdata" / "trustee" / "kbs" / "test_data" / "jwk"
+JWK_DIR = TRUSTEE / "kbs" / "test_data" / "jwk"
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
@@ -299,7 +297,7 @@ def test_issuer_and_audience_rules(tmp_path: Path, ed_key: ed25519.Ed25519Privat
 def test_two_identity_providers_and_roles(tmp_path: Path) -> None:
     """Trustee's coco-as-grpc-2.toml admin section with two admins."""
     k1, k2 = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
-    text = (SHARED / "testdata/trustee/kbs/test_data/configs/coco-as-grpc-2.toml").read_text()
+    text = (TRUSTEE / "kbs/test_data/configs/coco-as-grpc-2.toml").read_text()
     section = tomllib.loads(text)["admin"]
     section["authentication"]["bearer_jwt"]["identity_providers"][0]["public_key_uri"] = str(
         write_public(tmp_path, k1, "admin1.pem")
@@ -324,7 +322,7 @@ def test_two_identity_providers_and_roles(tmp_path: Path) -> None:
 
 def test_docker_compose_admin_token(tmp_path: Path, ed_key: ed25519.Ed25519PrivateKey) -> None:
     """The token Trustee's docker-compose setup.sh makes, under its kbs-config.toml."""
-    text = (SHARED / "testdata/trustee/kbs/config/docker-compose/kbs-config.toml").read_text()
+    text = (TRUSTEE / "kbs/config/docker-compose/kbs-config.toml").read_text()
     section = tomllib.loads(text)["admin"]
     section["authentication"]["bearer_jwt"]["identity_providers"][0]["public_key_uri"] = str(
         write_public(tmp_path, ed_key)
@@ -741,7 +739,7 @@ def test_legacy_auth_public_key_jwt_simple_semantics(
 
 
 def test_legacy_v015_sample_insecure_api(tmp_path: Path) -> None:
-    text = (SHARED / "testdata/trustee/legacy-v0.15.0/kbs/config/kbs-config.toml").read_text()
+    text = (TRUSTEE / "legacy-v0.15.0/kbs/config/kbs-config.toml").read_text()
     auth, warns = build_admin_auth(
         tomllib.loads(text)["admin"], legacy_public_key=None, insecure_api=False, data_dir=None
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -18,3 +21,21 @@ def test_demo_runs_the_seed_flows(tmp_path: Path) -> None:
     assert (tmp_path / "state" / "admin.token").exists()
     again = CliRunner().invoke(app, ["demo", "--data-dir", str(tmp_path)])  # reuses the state
     assert again.exit_code == 0, again.output
+
+
+def test_demo_leaves_the_users_state_alone(tmp_path: Path) -> None:
+    """Without --data-dir the demo works in a temporary directory: nothing lands in the
+    user's home (the default collateral cache and data live in ~/.local/share/veritee)."""
+    env = {k: v for k, v in os.environ.items() if k != "VERITEE_HOME"}
+    env["HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "veritee", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all flows behaved as the seeds show" in done.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -19,6 +18,7 @@ import pytest
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from datadir import SEEDS, TRUSTEE
 from joserfc import jwe
 from joserfc.jwk import ECKey, RSAKey
 from live_server import serve_app
@@ -50,10 +50,6 @@ from veritee.kbs.client import (
     token_is_valid,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared"))
-TRUSTEE = SHARED / "testdata" / "trustee"
-SEEDS = SHARED / "seeds"
 ERRORS = "https://github.com/confidential-containers/kbs/errors/"
 SECRET = b"the very secret resource"
 
@@ -62,7 +58,7 @@ SECRET = b"the very secret resource"
 def rcar() -> dict[str, Any]:
     path = TRUSTEE / "derived" / "rcar-sample-vectors.json"
     if not path.is_file():
-        pytest.fail(f"{path} missing; set VERITEE_SHARED")
+        pytest.fail(f"{path} missing")
     doc: dict[str, Any] = json.loads(path.read_text())
     return doc
 

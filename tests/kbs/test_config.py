@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import os
 import ssl
 import tomllib
 from pathlib import Path
@@ -17,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
+from datadir import TRUSTEE
 
 from veritee.as_.config import AsSettings, ConfigError
 from veritee.auth.admin import Ed25519AdminAuth, InsecureAllowAll
@@ -35,9 +35,6 @@ from veritee.kbs.config import (
 from veritee.kbs.resources import KvResourceBackend, LocalFsBackend
 from veritee.store.kv import MemoryStore
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared"))
-TRUSTEE = SHARED / "testdata" / "trustee"
 CONFIGS = TRUSTEE / "kbs" / "test_data" / "configs"
 
 GRPC = (
@@ -86,7 +83,7 @@ LOADING = [
 def sample(rel: str) -> Path:
     path = TRUSTEE / rel
     if not path.is_file():
-        pytest.fail(f"Trustee fixture {path} not found; set VERITEE_SHARED")
+        pytest.fail(f"Trustee fixture {path} not found")
     return path
 
 

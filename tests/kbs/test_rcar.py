@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
+from datadir import TRUSTEE
 
 from veritee.as_.errors import UnknownTee
 from veritee.as_.request import AttestationRequest
@@ -18,9 +17,6 @@ from veritee.kbs import rcar
 from veritee.kbs.errors import AttestationError
 from veritee.kbs.session import Session
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared"))
-TRUSTEE = SHARED / "testdata" / "trustee"
 RCAR_VECTORS = TRUSTEE / "derived" / "rcar-sample-vectors.json"
 KBS_CLIENT = TRUSTEE / "tools" / "kbs-client"
 ERROR_TYPE = "https://github.com/confidential-containers/kbs/errors/AttestationError"
@@ -29,7 +25,7 @@ ERROR_TYPE = "https://github.com/confidential-containers/kbs/errors/AttestationE
 @pytest.fixture(scope="module")
 def vec() -> dict[str, Any]:
     if not RCAR_VECTORS.is_file():
-        pytest.fail(f"RCAR vectors not found at {RCAR_VECTORS}; set VERITEE_SHARED")
+        pytest.fail(f"RCAR vectors not found at {RCAR_VECTORS}")
     doc: dict[str, Any] = json.loads(RCAR_VECTORS.read_text())
     return doc
 

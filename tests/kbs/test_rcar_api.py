@@ -16,12 +16,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from datadir import TRUSTEE
 from fastapi import FastAPI, Request
 from live_server import serve_app
 
@@ -31,9 +31,7 @@ from veritee.kbs.rcar_api import SESSION_COOKIE, rcar_router, session_token
 from veritee.kbs.session import MemorySessionStore, RedisSessionStore, SessionStore
 from veritee.web import install_error_handlers
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared"))
-RCAR_VECTORS = SHARED / "testdata" / "trustee" / "derived" / "rcar-sample-vectors.json"
+RCAR_VECTORS = TRUSTEE / "derived" / "rcar-sample-vectors.json"
 REDIS_URL = os.environ.get("VERITEE_REDIS_URL", "redis://127.0.0.1:6379/0")
 ATTESTATION_ERROR = "https://github.com/confidential-containers/kbs/errors/AttestationError"
 ATTEST_FAILED = {

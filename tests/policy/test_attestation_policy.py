@@ -420,7 +420,7 @@ def test_appraise_prints_nothing(
 
 
 def test_seed_000_client_policy(policies: AttestationPolicies, tmp_path: Path) -> None:
-    """shared/seeds/000: client.rego with TDX evidence gives exactly this vector."""
+    """Seed 000 (shared/seeds/000): client.rego with TDX evidence gives exactly this vector."""
     (tmp_path / "client.rego").write_text((FIXTURES / "seed000_client.rego").read_text())
     policies.load_directory(tmp_path)
     claims = {

@@ -1,4 +1,4 @@
-"""Trustee's own policies (shared/testdata/trustee) give Trustee's results.
+"""Trustee's own policies (tests/data/trustee) give Trustee's results.
 
 Expected values come from Trustee's tests at the commits in SOURCES.md
 (repo confidential-containers/trustee), cited per test; a few are marked
@@ -8,27 +8,22 @@ Expected values come from Trustee's tests at the commits in SOURCES.md
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
+from datadir import TRUSTEE
 
 from veritee.policy.attestation import TRUST_CLAIMS, AttestationPolicies, ear_status
 from veritee.policy.engine import CompiledQuery, evaluate
 from veritee.policy.resource import ResourcePolicy
 from veritee.store.kv import MemoryStore
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("VERITEE_SHARED", REPO.parent / "shared"))
-TRUSTEE = SHARED / "testdata" / "trustee"
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _need_fixtures() -> None:
     if not TRUSTEE.is_dir():
-        pytest.fail(f"Trustee fixtures not found at {TRUSTEE}; set VERITEE_SHARED")
+        pytest.fail(f"Trustee fixtures not found at {TRUSTEE}")
 
 
 def text(path: str) -> str:

@@ -1,4 +1,4 @@
-"""The real Intel vector pairs of shared/testdata/vectors/SOURCES.md, with their windows."""
+"""The real Intel vector pairs of tests/data/SOURCES.md, with their windows."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ CLAIMS = {
 
 @pytest.fixture(scope="module")
 def fixtures(vectors: Path) -> Path:
-    """Trustee's signer fixture (shared/testdata/trustee, next to the vectors)."""
+    """Trustee's signer fixture (tests/data/trustee)."""
     return vectors.parent.joinpath(*FIXTURE_DIR)
 
 

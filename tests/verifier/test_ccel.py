@@ -44,7 +44,7 @@ def test_parse_reproduces_trustee_output(trustee: Path, name: str) -> None:
 
 
 # Trustee's test_rtmr_integrity values (deps/eventlog/src/lib.rs), and the replay of the
-# AAEL log in shared/testdata/guest-components/SOURCES.md.
+# AAEL log (tests/data/SOURCES.md, from shared/testdata/guest-components).
 Z = "00" * 48
 REPLAYS = {
     "CCEL_data": (

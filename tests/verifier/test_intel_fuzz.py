@@ -10,6 +10,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
+from datadir import VECTORS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from intel_vectors import S1, T1
@@ -20,9 +21,8 @@ from veritee.verifier.collateral.intel import FileCollateral
 from veritee.verifier.intel import IntelVerifier
 from veritee.verifier.intel_quote import parse_quote
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "vectors"
-T1_RAW = (VECTORS / T1.quote).read_bytes() if (VECTORS / T1.quote).exists() else b""
-S1_RAW = (VECTORS / S1.quote).read_bytes() if (VECTORS / S1.quote).exists() else b""
+T1_RAW = (VECTORS / T1.quote).read_bytes()
+S1_RAW = (VECTORS / S1.quote).read_bytes()
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
