@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
+from live_server import serve_app
 from local_pcs import LocalServer, refused_url, serve_kds, serve_pccs
 from typer.testing import CliRunner
 
 from veritee.cli.collateral import app
-from veritee.cli.paths import default_cache_path
+from veritee.emulator.evidence import EvidenceRequest, emulate
+from veritee.emulator.root import TestRoot
+from veritee.emulator.server import create_app
+from veritee.paths import default_cache_path
+from veritee.verifier.collateral.anchor import Anchor
 
 AS_OF = "2023-07-08T07:24:58Z"
 INTEL_ITEMS = [
@@ -209,3 +215,37 @@ def test_bad_at_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli(), ["collateral", "show", "--at", "yesterday"])
     assert result.exit_code == 2
     assert "ISO 8601" in result.output
+
+
+def test_prefetch_of_emulated_evidence_needs_its_test_root_and_an_explicit_cache(
+    runner: CliRunner, test_root: TestRoot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Collateral is fetched under the root the evidence chains to; test-root collateral is
+    kept only in a cache named with --cache, never in the default one."""
+    monkeypatch.setenv("VERITEE_HOME", str(tmp_path / "home"))
+    quote = tmp_path / "quote.bin"
+    quote.write_bytes(emulate(test_root, EvidenceRequest(tee="tdx", with_eventlog=False)).raw)
+    explicit = tmp_path / "explicit.db"
+    with serve_app(create_app(test_root)) as url:
+        base = ["collateral", "prefetch", str(quote), "--pccs", url]
+        untrusted = runner.invoke(cli(), base)
+        assert untrusted.exit_code == 1
+        assert "the PCK chain ends in an untrusted root" in untrusted.output
+        trusted = [*base, "--trust-root", str(test_root.directory)]
+        default = runner.invoke(cli(), trusted)
+        assert default.exit_code == 1, default.output
+        assert "fetched but not cached: it chains to a test root" in default.output
+        assert "0 of 4 items ready" in default.output
+        assert not default_cache_path().exists() or show_json(runner, default_cache_path()) == []
+        kept = runner.invoke(cli(), [*trusted, "--cache", str(explicit)])
+        assert kept.exit_code == 0, kept.output
+        assert "under the test root" in kept.output
+        assert "4 of 4 items ready" in kept.output
+    test = Anchor.of(test_root.intel.root.cert).fingerprint
+    assert {item["root"] for item in show_json(runner, explicit, at=_now())} == {test}
+    table = runner.invoke(cli(), ["collateral", "show", "--cache", str(explicit)])
+    assert f"test {test[:8]}" in table.output
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -182,3 +183,33 @@ def serve_kds(server: LocalServer, vectors: Path) -> None:
         for signer, name in (("vcek", vcek_chain), ("vlek", f"{product.lower()}_vlek")):
             chain = (trust / f"ask_ark_{name}.pem").read_bytes()
             server.routes[f"/{signer}/v1/{product}/cert_chain"] = Reply(200, chain)
+
+
+def serve_pccs_bundle(server: LocalServer, bundle: Path) -> None:
+    """One dcap-qvl QuoteCollateralV3 file (a real one, e.g. T1's) at the PCCS v4 paths, with
+    Intel's issuer-chain headers; ``tcbInfo`` and ``enclaveIdentity`` keep their signed text."""
+    coll = json.loads(bundle.read_text())
+    fmspc = json.loads(coll["tcb_info"])["fmspc"].upper()
+    tee = "tdx" if json.loads(coll["tcb_info"])["id"] == "TDX" else "sgx"
+
+    def tcb(query: Query) -> Reply:
+        if query.get("fmspc", [""])[0].upper() != fmspc:
+            return Reply(404, b"")
+        body = f'{{"tcbInfo":{coll["tcb_info"]},"signature":"{coll["tcb_info_signature"]}"}}'
+        chain = quote(coll["tcb_info_issuer_chain"], safe="")
+        return Reply(200, body.encode(), {"TCB-Info-Issuer-Chain": chain})
+
+    qe_body = (
+        f'{{"enclaveIdentity":{coll["qe_identity"]},'
+        f'"signature":"{coll["qe_identity_signature"]}"}}'
+    )
+    server.routes[f"/{tee}/certification/v4/tcb"] = tcb
+    server.routes[f"/{tee}/certification/v4/qe/identity"] = Reply(
+        200, qe_body.encode(), {_QE_HEADER: quote(coll["qe_identity_issuer_chain"], safe="")}
+    )
+    server.routes["/sgx/certification/v4/pckcrl"] = Reply(
+        200,
+        bytes.fromhex(coll["pck_crl"]),
+        {"SGX-PCK-CRL-Issuer-Chain": quote(coll["pck_crl_issuer_chain"], safe="")},
+    )
+    server.routes["/sgx/certification/v4/rootcacrl"] = Reply(200, coll["root_ca_crl"].encode())

@@ -17,11 +17,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from veritee.cli.paths import default_cache_path
 from veritee.encoding import read_evidence_file
 from veritee.errors import VeriteeError
+from veritee.paths import default_cache_path
 from veritee.store.kv import SqliteStore
 from veritee.verifier.collateral.amd import KDS_URL, KdsVekSource, vek_request_from_report
+from veritee.verifier.collateral.anchor import vendor_fingerprints
 from veritee.verifier.collateral.cache import CachedItem, CollateralCache, Step
 from veritee.verifier.collateral.http import DEFAULT_TIMEOUT
 from veritee.verifier.collateral.intel import (
@@ -33,6 +34,11 @@ from veritee.verifier.collateral.intel import (
     fmspc_and_ca_from_quote,
     normalize_fmspc,
 )
+from veritee.verifier.intel import trusted_pck_root
+from veritee.verifier.intel_quote import parse_quote
+from veritee.verifier.intel_root import intel_root_ca
+from veritee.verifier.snp_roots import pinned_arks
+from veritee.verifier.trust_root import load_test_anchors
 
 __all__ = ["app"]
 
@@ -104,22 +110,42 @@ def prefetch(
     ] = INTEL_ROOT_CA_CRL_URL,
     cache: CacheOption = None,
     at: AtOption = None,
+    trust_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-root",
+            help="Also accept collateral under this emulator test root (kept only in a "
+            "--cache FILE: the default cache holds vendor-rooted collateral only)",
+        ),
+    ] = None,
 ) -> None:
-    """Fetch the collateral that EVIDENCE files (and --fmspc values) need into the cache."""
+    """Fetch the collateral that EVIDENCE files (and --fmspc values) need into the cache.
+
+    Each item must chain to the root its evidence chains to (Intel's or AMD's, or the
+    --trust-root test root); --fmspc items to Intel's.  Items are cached by that root.
+    """
     when = _parse_at(at)
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     cache_path = cache or default_cache_path()
     try:
+        anchors = load_test_anchors(trust_root) if trust_root is not None else None
         store = SqliteStore(cache_path)
     except VeriteeError as exc:
         err.print(f"error: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
+    intel_roots: tuple[bytes, ...] = (intel_root_ca(),)
+    if anchors is not None and anchors.intel_root_der is not None:
+        intel_roots += (anchors.intel_root_der,)
+    arks = (*pinned_arks(), *anchors.amd_arks) if anchors and anchors.amd_arks else None
+    test_roots = cache_path.resolve() != default_cache_path().resolve()
     with store, httpx.Client(timeout=DEFAULT_TIMEOUT) as client:
-        cached = CollateralCache(store)
+        cached = CollateralCache(store, test_roots=test_roots)
         intel = PcsCollateral(pccs, cache=cached, client=client, root_ca_crl_url=root_ca_crl_url)
-        amd = KdsVekSource(kds, cache=cached, client=client)
-        plan = _plan(evidence or [], fmspc or [], tee.value, ca.value, product, intel, amd)
+        amd = KdsVekSource(kds, cache=cached, client=client, trusted_arks=arks)
+        plan = _plan(
+            evidence or [], fmspc or [], tee.value, ca.value, product, intel, amd, intel_roots
+        )
         if not plan.steps and not plan.errors:
             err.print("nothing to prefetch: give evidence files or --fmspc")
             raise typer.Exit(2)
@@ -163,14 +189,17 @@ def show(
     table = Table(title=escape(str(cache_path)))
     table.add_column("kind", no_wrap=True)
     table.add_column("key", overflow="fold")
-    for name in ("fetched", "expires", "state"):
+    for name in ("root", "fetched", "expires", "state"):
         table.add_column(name, no_wrap=True)
+    vendor = vendor_fingerprints()
     for item in items:
         state = item.state(when)
         style = "green" if state == "valid" else "red"
+        root = "vendor" if item.root in vendor else f"[yellow]test {item.root[:8]}[/yellow]"
         table.add_row(
             item.kind,
             escape(item.key),
+            root,
             _short(item.fetched_at),
             "never" if item.expires_at is None else _short(item.expires_at),
             f"[{style}]{state}[/{style}]",
@@ -186,11 +215,12 @@ def _plan(
     product: str,
     intel: PcsCollateral,
     amd: KdsVekSource,
+    intel_roots: tuple[bytes, ...],
 ) -> _Plan:
     plan = _Plan()
     for path in evidence:
         try:
-            _plan_evidence(plan, path, product, intel, amd)
+            _plan_evidence(plan, path, product, intel, amd, intel_roots)
         except VeriteeError as exc:
             plan.errors.append(f"{path}: {exc}")
     for value in fmspcs:
@@ -203,7 +233,12 @@ def _plan(
 
 
 def _plan_evidence(
-    plan: _Plan, path: Path, product: str, intel: PcsCollateral, amd: KdsVekSource
+    plan: _Plan,
+    path: Path,
+    product: str,
+    intel: PcsCollateral,
+    amd: KdsVekSource,
+    intel_roots: tuple[bytes, ...],
 ) -> None:
     raw = read_evidence_file(path)
     kind = _evidence_kind(raw)
@@ -212,8 +247,10 @@ def _plan_evidence(
         return
     if kind != "snp":
         fmspc, ca = fmspc_and_ca_from_quote(raw)
-        plan.notes.append(f"{path}: {kind} quote, FMSPC {fmspc}, {ca} CA")
-        for step in intel.steps(tee=kind, fmspc=fmspc, ca=ca):
+        root = trusted_pck_root(parse_quote(raw).pck_chain_pem, intel_roots)
+        test = "" if root == intel_roots[0] else ", under the test root"
+        plan.notes.append(f"{path}: {kind} quote, FMSPC {fmspc}, {ca} CA{test}")
+        for step in intel.steps(tee=kind, fmspc=fmspc, ca=ca, root=root):
             plan.add(step)
         return
     request = vek_request_from_report(raw, default_product=product)
@@ -265,6 +302,14 @@ def _run(steps: list[Step], at: dt.datetime, out: Console) -> list[str]:
             except VeriteeError as exc:
                 failures.append(str(exc))
                 progress.update(task, status="[red]failed[/red]")
+                continue
+            if not obtained.in_cache:
+                failures.append(
+                    f"{step.what}: fetched but not cached: it chains to a test root, and "
+                    "the default cache holds only collateral under the vendors' roots "
+                    "(use --cache FILE)"
+                )
+                progress.update(task, status="[yellow]not cached[/yellow]")
                 continue
             status = "cached" if obtained.source == "cache" else "fetched"
             progress.update(task, advance=1, status=f"[green]{status}[/green]")

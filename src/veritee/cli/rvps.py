@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from veritee.cli.paths import veritee_home
 from veritee.errors import VeriteeError
+from veritee.paths import veritee_home
 from veritee.rvps.api import parse_direct_values
 from veritee.rvps.model import JSON, ReferenceValue, format_expiration
 from veritee.rvps.store import ReferenceValueStore

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from veritee.cli.paths import veritee_home
 from veritee.errors import VeriteeError
+from veritee.paths import veritee_home
 
 if TYPE_CHECKING:
     from veritee.as_.config import AsSettings

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from veritee.cli.paths import default_cache_path
 from veritee.encoding import read_evidence_file
 from veritee.errors import CollateralError, InputError, ParseError, VeriteeError
+from veritee.paths import default_cache_path
 from veritee.verifier.base import TCB_UNKNOWN, Verdict, VerifyOptions
 from veritee.verifier.detect import detect_tee
 from veritee.verifier.registry import TEES, VerifierSettings, build_verifier

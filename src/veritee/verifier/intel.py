@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any, Literal
 
 import dcap_qvl
@@ -45,20 +44,10 @@ from veritee.verifier.intel_collateral_facts import CollateralFacts, collateral_
 from veritee.verifier.intel_diagnose import diagnose_chain_failure
 from veritee.verifier.intel_pck import PckInfo, parse_pck_chain
 from veritee.verifier.intel_quote import Quote, TdReport, parse_quote
+from veritee.verifier.intel_root import intel_root_ca
 from veritee.verifier.intel_tcb import TcbEvaluation, evaluate_tcb
 
-INTEL_ROOT_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
-
 TeeKind = Literal["tdx", "sgx"]
-
-
-@functools.cache
-def intel_root_ca() -> bytes:
-    """The pinned Intel SGX Root CA certificate (DER), checked against its fingerprint."""
-    der = resources.files("veritee.verifier.roots").joinpath("intel_sgx_root_ca.der").read_bytes()
-    if hashlib.sha256(der).hexdigest() != INTEL_ROOT_SHA256:
-        raise RuntimeError("packaged Intel SGX Root CA does not match its pinned fingerprint")
-    return der
 
 
 # dcap-qvl's messages, mapped to the step that failed.  First match wins, so
@@ -168,6 +157,22 @@ def _chain_root(pck_chain_pem: bytes) -> bytes | None:
     return None
 
 
+def trusted_pck_root(pck_chain_pem: bytes, roots: Sequence[bytes]) -> bytes:
+    """Which of ``roots`` (DER) a quote's PCK chain ends in; a chain that carries no root
+    gets the first.  Any other root is a :class:`VerificationError` at step ``root_ca``."""
+    carried = _chain_root(pck_chain_pem)
+    if carried is None:
+        return roots[0]
+    for trusted in roots:
+        if hmac.compare_digest(carried, trusted):
+            return trusted
+    raise VerificationError(
+        "root_ca",
+        f"the PCK chain ends in an untrusted root {_describe_root(carried)}; "
+        "a test root must be configured explicitly (--trust-root)",
+    )
+
+
 def _describe_root(der: bytes) -> str:
     cert = x509.load_der_x509_certificate(der)
     return f"'{cert.subject.rfc4514_string()}' (SHA-256 {hashlib.sha256(der).hexdigest()})"
@@ -239,7 +244,7 @@ class IntelVerifier:
                 log_error = exc  # reported once the quote itself is known to be genuine
         try:
             pck, root = self._platform(quote)
-            text = self._collateral_text(pck, options)
+            text = self._collateral_text(pck, root, options)
             coll = _collateral_object(text)
             facts = collateral_facts(text, quote.pck_chain_pem, root)
         except VerificationError as exc:
@@ -276,25 +281,15 @@ class IntelVerifier:
             pck = parse_pck_chain(quote.pck_chain_pem)
         except ParseError as exc:
             raise VerificationError("pck_chain", str(exc)) from exc
-        carried = _chain_root(quote.pck_chain_pem)
-        if carried is None:
-            return pck, self._root
-        for trusted in self._roots:
-            if hmac.compare_digest(carried, trusted):
-                return pck, trusted
-        raise VerificationError(
-            "root_ca",
-            f"the PCK chain ends in an untrusted root {_describe_root(carried)}; "
-            "a test root must be configured explicitly (--trust-root)",
-        )
+        return pck, trusted_pck_root(quote.pck_chain_pem, self._roots)
 
-    def _collateral_text(self, pck: PckInfo, options: VerifyOptions) -> str:
+    def _collateral_text(self, pck: PckInfo, root: bytes, options: VerifyOptions) -> str:
         if self._collateral is None:
             raise VerificationError(
                 "collateral", "no Intel collateral given (use --collateral FILE or --pccs URL)"
             )
         return self._collateral.collateral_for(
-            tee=self.tee, fmspc=pck.fmspc, ca=pck.ca, at=options.when()
+            tee=self.tee, fmspc=pck.fmspc, ca=pck.ca, at=options.when(), root=root
         )
 
     def _evaluate(self, quote: Quote, pck: PckInfo, facts: CollateralFacts) -> TcbEvaluation:
@@ -423,4 +418,10 @@ class IntelVerifier:
         )
 
 
-__all__ = ["IntelVerifier", "classify_qvl_error", "intel_root_ca", "unwrap_evidence"]
+__all__ = [
+    "IntelVerifier",
+    "classify_qvl_error",
+    "intel_root_ca",
+    "trusted_pck_root",
+    "unwrap_evidence",
+]

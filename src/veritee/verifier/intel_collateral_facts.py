@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from veritee.errors import ParseError
+from veritee.errors import ParseError, VerificationError
 from veritee.pem import load_certificates
+from veritee.verifier.collateral.anchor import Anchor
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,30 @@ def _crl_number(crl: x509.CertificateRevocationList) -> int:
     return int(number)
 
 
+def _check_root(
+    coll: dict[str, str], root_crl: x509.CertificateRevocationList, root: x509.Certificate
+) -> None:
+    """Every issuer chain in the bundle ends in ``root``, and ``root`` signed the root CA CRL:
+    collateral made under another root (an emulator's test root with the same FMSPC, say)
+    is refused by name rather than failing somewhere inside the quote verification."""
+    expected = Anchor.of(root)
+    for name in ("pck_crl_issuer_chain", "tcb_info_issuer_chain", "qe_identity_issuer_chain"):
+        chain = load_certificates(coll[name].encode())
+        found = Anchor.of(chain[-1])
+        if found.fingerprint != expected.fingerprint:
+            raise VerificationError(
+                "collateral",
+                f"the collateral's {name} ends in {found.describe()}; the quote chains to "
+                f"{expected.describe()}",
+            )
+    if not root_crl.is_signature_valid(root.public_key()):  # type: ignore[arg-type]
+        raise VerificationError(
+            "crl",
+            f"the collateral's root CA CRL is not signed by {expected.describe()}, "
+            "the root the quote chains to",
+        )
+
+
 @functools.lru_cache(maxsize=256)
 def collateral_facts(
     collateral_text: str, pck_chain_pem: bytes, root_der: bytes
@@ -66,6 +91,7 @@ def collateral_facts(
         root = x509.load_der_x509_certificate(root_der)
     except (ValueError, KeyError, TypeError) as exc:
         raise ParseError("intel collateral", f"malformed bundle: {exc}") from exc
+    _check_root(coll, root_crl, root)
     issued = [
         pck_crl.last_update_utc,
         root_crl.last_update_utc,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from veritee.errors import InputError
+from veritee.paths import default_cache_path
 from veritee.store.kv import SqliteStore
 from veritee.verifier.base import Verifier
 from veritee.verifier.collateral.amd import KdsVekSource
@@ -39,9 +40,12 @@ class VerifierSettings:
 
 
 def _cache(settings: VerifierSettings) -> CollateralCache | None:
+    """The collateral cache; it takes test-root collateral unless it is the user's default
+    cache, which only ever holds collateral under the vendors' roots."""
     if settings.cache_path is None:
         return None
-    return CollateralCache(SqliteStore(settings.cache_path))
+    default = settings.cache_path.resolve() == default_cache_path().resolve()
+    return CollateralCache(SqliteStore(settings.cache_path), test_roots=not default)
 
 
 def _test_root_intermediates(root: Path) -> bytes | None:
@@ -67,14 +71,15 @@ def build_verifier(tee: str, settings: VerifierSettings) -> Verifier:
         extra = (anchors.intel_root_der,) if anchors and anchors.intel_root_der else ()
         return IntelVerifier("tdx" if tee == "tdx" else "sgx", collateral=source, extra_roots=extra)
     if tee == "snp":
+        arks = (*pinned_arks(), *anchors.amd_arks) if anchors and anchors.amd_arks else None
         vek_source: VekSource | None = None
         if settings.kds_url is not None or settings.offline:
             vek_source = KdsVekSource(
                 settings.kds_url or "https://kdsintf.amd.com",
                 cache=_cache(settings),
                 offline=settings.offline,
+                trusted_arks=arks,
             )
-        arks = (*pinned_arks(), *anchors.amd_arks) if anchors and anchors.amd_arks else None
         chain = settings.cert_chain
         if chain is None and settings.trust_root is not None:
             chain = _test_root_intermediates(settings.trust_root)

@@ -11,8 +11,11 @@ from typing import Literal, Protocol
 import pytest
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
+from live_server import serve_app
 from local_pcs import A1_HWID, LocalServer, Reply, refused_url
 
+from veritee.emulator.root import TestRoot
+from veritee.emulator.server import create_app
 from veritee.errors import CollateralError, CollateralMissing, ParseError
 from veritee.store.kv import MemoryStore
 from veritee.verifier.collateral.amd import (
@@ -23,6 +26,7 @@ from veritee.verifier.collateral.amd import (
 )
 from veritee.verifier.collateral.cache import CollateralCache
 from veritee.verifier.collateral.http import HttpStatusError
+from veritee.verifier.snp_roots import fingerprint, pinned_arks, pinned_roots
 
 A1_PATH = f"/vcek/v1/Milan/{A1_HWID}"
 A1_QUERY = "blSPL=02&teeSPL=00&snpSPL=05&ucodeSPL=68"
@@ -47,11 +51,12 @@ def test_a1_report_fields(vectors: Path) -> None:
 
 
 def test_vek_for_a1_equals_the_real_vcek(kds: LocalServer, vectors: Path) -> None:
+    """The VCEK, and the ASK/ARK chain above it that ties it to AMD's Milan ARK."""
     chip_id, tcb = a1(vectors)
     source: VekSource = KdsVekSource(kds.url, cache=CollateralCache(MemoryStore()))
     der = source.vek_for("Milan", chip_id, tcb)
     assert der == (vectors / "go-sev-guest" / "vcek.testcer").read_bytes()
-    assert kds.requests == [f"{A1_PATH}?{A1_QUERY}"]
+    assert kds.requests == [f"{A1_PATH}?{A1_QUERY}", "/vcek/v1/Milan/cert_chain"]
 
 
 def test_second_vek_for_is_served_from_the_cache(kds: LocalServer, vectors: Path) -> None:
@@ -60,11 +65,12 @@ def test_second_vek_for_is_served_from_the_cache(kds: LocalServer, vectors: Path
     source = KdsVekSource(kds.url, cache=cache)
     assert source.fetch_vek("Milan", chip_id, tcb).source == "network"
     assert source.fetch_vek("milan", chip_id, tcb).source == "cache"
-    assert kds.total_hits() == 1
-    (item,) = cache.entries()
-    assert item.kind == "amd-vcek"
+    assert kds.total_hits() == 2  # the VCEK and its chain, once each
+    chain, item = cache.entries()
+    assert (chain.kind, item.kind) == ("amd-cert-chain", "amd-vcek")
     assert item.key == f"Milan/{A1_HWID}?{A1_QUERY}"
     assert item.expires_at == dt.datetime(2029, 9, 24, 0, 55, 28, tzinfo=dt.UTC)
+    assert item.root == chain.root == fingerprint(pinned_roots()["Milan"].ark)
 
 
 def test_expired_vcek_is_refetched(kds: LocalServer, vectors: Path) -> None:
@@ -74,7 +80,34 @@ def test_expired_vcek_is_refetched(kds: LocalServer, vectors: Path) -> None:
     source = KdsVekSource(kds.url, cache=cache)
     source.fetch_vek("Milan", chip_id, tcb)
     assert source.fetch_vek("Milan", chip_id, tcb, at=after).source == "network"
-    assert kds.total_hits() == 2
+    assert kds.total_hits() == 3  # the chain is still valid in 2030: served from the cache
+
+
+def test_vcek_from_an_emulated_kds_is_refused_under_amds_roots(test_root: TestRoot) -> None:
+    """An emulated KDS serves a VCEK under its test ARK: a source trusting AMD's ARKs
+    refuses it by the root it found, and caches nothing."""
+    amd = test_root.amd
+    cache = CollateralCache(MemoryStore(), test_roots=True)
+    with serve_app(create_app(test_root)) as url:
+        source = KdsVekSource(url, cache=cache)
+        with pytest.raises(CollateralError) as caught:
+            source.vek_for(amd.product, amd.chip_id, amd.reported_tcb)
+        assert f"SHA-256 {fingerprint(amd.ark)}" in str(caught.value)
+        assert "non-vendor (test) root" in str(caught.value)
+        assert cache.entries() == []
+        trusting = KdsVekSource(url, cache=cache, trusted_arks=(*pinned_arks(), amd.ark))
+        assert trusting.vek_for(amd.product, amd.chip_id, amd.reported_tcb) == amd.kds_vcek_der()
+    assert {item.root for item in cache.entries()} == {fingerprint(amd.ark)}
+
+
+def test_default_cache_does_not_keep_emulated_kds_certificates(test_root: TestRoot) -> None:
+    amd = test_root.amd
+    cache = CollateralCache(MemoryStore())  # as the user's default cache is opened
+    with serve_app(create_app(test_root)) as url:
+        source = KdsVekSource(url, cache=cache, trusted_arks=(amd.ark,))
+        got = source.fetch_vek(amd.product, amd.chip_id, amd.reported_tcb)
+    assert (got.source, got.in_cache) == ("network", False)
+    assert cache.entries() == []
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from local_pcs import LocalServer, Reply, refused_url, serve_pccs
 
 from veritee.errors import CollateralError, CollateralMissing, InputError, ParseError
 from veritee.store.kv import MemoryStore, SqliteStore
+from veritee.verifier.collateral.anchor import Anchor
 from veritee.verifier.collateral.cache import CollateralCache
 from veritee.verifier.collateral.http import HttpStatusError
 from veritee.verifier.collateral.intel import (
@@ -22,7 +23,9 @@ from veritee.verifier.collateral.intel import (
     PcsCollateral,
     fmspc_and_ca_from_quote,
 )
+from veritee.verifier.intel_root import intel_root_ca
 
+INTEL = Anchor.of_der(intel_root_ca())
 AS_OF = dt.datetime(2023, 7, 8, 7, 24, 58, tzinfo=dt.UTC)  # window end minus 1 s (T5, T6)
 FMSPC = "50806F000000"
 QUOTES = [
@@ -121,11 +124,11 @@ def test_tcb_info_is_served_only_inside_its_window(pccs: LocalServer) -> None:
     cache = CollateralCache(MemoryStore())
     fetch(pccs.url, cache)
     key = f"tdx/{FMSPC}/standard"
-    assert cache.get("intel-tcb-info", key, at=AS_OF) is not None
+    assert cache.get("intel-tcb-info", key, at=AS_OF, root=INTEL) is not None
     before_issue = dt.datetime(2023, 6, 18, 8, 42, 57, tzinfo=dt.UTC)
     at_next_update = dt.datetime(2023, 7, 18, 8, 42, 58, tzinfo=dt.UTC)
-    assert cache.get("intel-tcb-info", key, at=before_issue) is None
-    assert cache.get("intel-tcb-info", key, at=at_next_update) is None
+    assert cache.get("intel-tcb-info", key, at=before_issue, root=INTEL) is None
+    assert cache.get("intel-tcb-info", key, at=at_next_update, root=INTEL) is None
 
 
 def test_offline_with_an_empty_cache_names_every_missing_item() -> None:
@@ -142,7 +145,8 @@ def test_offline_with_an_empty_cache_names_every_missing_item() -> None:
 def test_offline_names_exactly_the_one_missing_item(pccs: LocalServer) -> None:
     store = MemoryStore()
     fetch(pccs.url, CollateralCache(store))
-    assert store.delete("collateral", f"intel-tcb-info/tdx/{FMSPC}/standard")
+    key = f"intel-tcb-info/{INTEL.fingerprint}/tdx/{FMSPC}/standard"
+    assert store.delete("collateral", key)
     with pytest.raises(CollateralMissing) as caught:
         fetch(pccs.url, CollateralCache(store), offline=True)
     assert caught.value.what == f"tdx tcbInfo for FMSPC {FMSPC}"

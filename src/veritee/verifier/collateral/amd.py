@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -24,8 +24,10 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from veritee.errors import CollateralError, ParseError
 from veritee.pem import load_certificates
+from veritee.verifier.collateral.anchor import Anchor, anchor_of_chain
 from veritee.verifier.collateral.cache import CollateralCache, Fetched, Obtained, obtain, window_of
 from veritee.verifier.collateral.http import http_get
+from veritee.verifier.snp_roots import pinned_arks
 
 __all__ = [
     "KDS_URL",
@@ -107,12 +109,15 @@ def _spl(reported_tcb: Mapping[str, int], name: str) -> int:
 
 
 class KdsVekSource:
-    """VCEKs and ASK/ARK chains from AMD KDS, each cached until its notAfter.
+    """VCEKs and ASK/ARK chains from AMD KDS, each cached until its notAfter, under its ARK.
 
     Implements the SNP verifier's ``VekSource`` protocol (``vek_for``).  With
     ``offline`` only the cache is consulted.  A ``client`` passed in is used
     (its pool, proxies, timeouts) and left open; without one each request uses
-    a short-lived client, so there is nothing to close.
+    a short-lived client, so there is nothing to close.  ``trusted_arks``
+    replaces the pinned AMD ARKs as the roots that served certificates must
+    chain to (a VCEK through the ASK the same KDS serves); anything else is
+    refused and never cached.
     """
 
     def __init__(
@@ -122,11 +127,14 @@ class KdsVekSource:
         cache: CollateralCache | None = None,
         offline: bool = False,
         client: httpx.Client | None = None,
+        trusted_arks: Sequence[x509.Certificate] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.cache = cache
         self.offline = offline
         self._client = client
+        arks = pinned_arks() if trusted_arks is None else trusted_arks
+        self._roots = tuple(dict.fromkeys(Anchor.of(ark) for ark in arks))
 
     def vek_for(self, product: str, chip_id: bytes, reported_tcb: Mapping[str, int]) -> bytes:
         """The DER VCEK for this chip at this reported TCB."""
@@ -149,14 +157,16 @@ class KdsVekSource:
         product = normalize_product(product)
         hwid, query = path.rsplit("/", 1)[1].split("?", 1)
         what = f"{product} VCEK for chip {hwid[:16]}… ({query})"
+        when = _now(at)
         return obtain(
             self.cache,
             kind="amd-vcek",
             key=f"{product}/{hwid}?{query}",
             what=what,
-            at=_now(at),
+            at=when,
             offline=self.offline,
-            fetch=lambda: self._fetch_vek(path, what),
+            fetch=lambda: self._fetch_vek(path, product, what, when),
+            roots=self._roots,
         )
 
     def fetch_cert_chain(
@@ -175,9 +185,11 @@ class KdsVekSource:
             at=_now(at),
             offline=self.offline,
             fetch=lambda: self._fetch_chain(f"/{signer}/v1/{product}/cert_chain", what),
+            roots=self._roots,
         )
 
-    def _fetch_vek(self, path: str, what: str) -> Fetched:
+    def _fetch_vek(self, path: str, product: str, what: str, at: dt.datetime) -> Fetched:
+        """The VCEK, tied to the ARK it chains to through the ASK this KDS serves."""
         reply = http_get(self._client, self.base_url + path, what=what)
         der = reply.body
         try:
@@ -191,14 +203,17 @@ class KdsVekSource:
                     cert = x509.load_der_x509_certificate(der)
         except ValueError as exc:
             raise ParseError(what, f"{reply.url} did not return a certificate: {exc}") from exc
+        above = load_certificates(self.fetch_cert_chain(product, "vcek", at=at).value)
+        anchor = anchor_of_chain([cert, *above], what)
         valid_from, expires = window_of([cert])
-        return Fetched(der, expires, valid_from)
+        return Fetched(der, expires, valid_from, anchor, reply.url)
 
     def _fetch_chain(self, path: str, what: str) -> Fetched:
         reply = http_get(self._client, self.base_url + path, what=what)
         certs = load_certificates(reply.body)
+        anchor = anchor_of_chain(certs, what)
         valid_from, expires = window_of(certs)
-        return Fetched(reply.body, expires, valid_from)
+        return Fetched(reply.body, expires, valid_from, anchor, reply.url)
 
 
 def _now(at: dt.datetime | None) -> dt.datetime:

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from veritee.errors import CollateralError, CollateralMissing, InputError, ParseError
 from veritee.pem import load_certificates
+from veritee.verifier.collateral.anchor import Anchor, anchor_of_chain
 from veritee.verifier.collateral.cache import (
     CollateralCache,
     Fetched,
@@ -32,6 +33,7 @@ from veritee.verifier.collateral.cache import (
     window_of,
 )
 from veritee.verifier.collateral.http import HttpStatusError, Reply, http_get
+from veritee.verifier.intel_root import intel_root_ca
 
 __all__ = [
     "FIELDS",
@@ -79,8 +81,12 @@ _CRL_CHAIN_HEADER = "SGX-PCK-CRL-Issuer-Chain"
 class IntelCollateralSource(Protocol):
     """Where the Intel verifier gets collateral for one platform."""
 
-    def collateral_for(self, *, tee: Tee, fmspc: str, ca: CaType, at: dt.datetime) -> str:
-        """QuoteCollateralV3 JSON for ``fmspc`` and the PCK ``ca``, valid as of ``at``."""
+    def collateral_for(
+        self, *, tee: Tee, fmspc: str, ca: CaType, at: dt.datetime, root: bytes | None = None
+    ) -> str:
+        """QuoteCollateralV3 JSON for ``fmspc`` and the PCK ``ca``, valid as of ``at``,
+        under ``root`` (the DER of the root the quote's PCK chain ends in; default: the
+        pinned Intel SGX Root CA)."""
         ...
 
 
@@ -122,7 +128,11 @@ class FileCollateral:
         self._stamp: tuple[int, int] | None = None
         self._answers: dict[tuple[str, str, str], str] = {}
 
-    def collateral_for(self, *, tee: Tee, fmspc: str, ca: CaType, at: dt.datetime) -> str:
+    def collateral_for(
+        self, *, tee: Tee, fmspc: str, ca: CaType, at: dt.datetime, root: bytes | None = None
+    ) -> str:
+        """``root`` is not used to choose: a file is explicit, and the verifier checks
+        what it holds against the quote's root."""
         fmspc = normalize_fmspc(fmspc)
         stamp = self._file_stamp()
         if stamp != self._stamp:
@@ -247,10 +257,12 @@ class PcsCollateral:
         self.update = update
         self._client = client
 
-    def collateral_for(self, *, tee: Tee, fmspc: str, ca: CaType, at: dt.datetime) -> str:
+    def collateral_for(
+        self, *, tee: Tee, fmspc: str, ca: CaType, at: dt.datetime, root: bytes | None = None
+    ) -> str:
         merged: dict[str, str] = {}
         missing: list[CollateralMissing] = []
-        for step in self.steps(tee=tee, fmspc=fmspc, ca=ca):
+        for step in self.steps(tee=tee, fmspc=fmspc, ca=ca, root=root):
             try:
                 merged.update(_fragment(step.run(at).value, step.what))
             except CollateralMissing as exc:  # offline: name everything that is missing
@@ -262,26 +274,57 @@ class PcsCollateral:
             raise CollateralMissing(", ".join(exc.what for exc in missing), "; ".join(reasons))
         return collateral_json(merged)
 
-    def steps(self, *, tee: Tee, fmspc: str, ca: CaType) -> list[Step]:
-        """The four items a quote needs, each fetchable (or served from cache) on its own."""
+    def steps(
+        self, *, tee: Tee, fmspc: str, ca: CaType, root: bytes | None = None
+    ) -> list[Step]:
+        """The four items a quote needs, each fetchable (or served from cache) on its own.
+
+        Every item must chain to ``root`` (DER; default: the pinned Intel SGX Root
+        CA): the cache is looked up under it, and an item from the server that
+        chains elsewhere is refused, naming the root it does chain to.
+        """
         if tee not in get_args(Tee):
             raise ParseError("tee", f"expected tdx or sgx, got {tee!r}")
         if ca not in get_args(CaType):
             raise ParseError("ca", f"expected platform or processor, got {ca!r}")
         fmspc = normalize_fmspc(fmspc)
+        try:
+            root_cert = x509.load_der_x509_certificate(root or intel_root_ca())
+        except ValueError as exc:
+            raise ParseError("intel root", f"not a DER certificate: {exc}") from exc
+        anchor = Anchor.of(root_cert)
         stream = self.update or "default"
+
+        def step(kind: str, key: str, what: str, fetch: Callable[[str], Fetched]) -> Step:
+            def run(at: dt.datetime) -> Obtained:
+                return obtain(
+                    self.cache,
+                    kind=kind,
+                    key=key,
+                    what=what,
+                    at=at,
+                    offline=self.offline,
+                    fetch=lambda: fetch(what),
+                    roots=(anchor,),
+                )
+
+            return Step(what, run)
+
         return [
-            self._step(
-                "intel-pck-crl", ca, f"PCK CRL ({ca} CA)", lambda what: self._pck_crl(ca, what)
+            step("intel-pck-crl", ca, f"PCK CRL ({ca} CA)", lambda what: self._pck_crl(ca, what)),
+            step(
+                "intel-root-ca-crl",
+                "sgx-root-ca",
+                "Intel root CA CRL",
+                lambda what: self._root_crl(root_cert, what),
             ),
-            self._step("intel-root-ca-crl", "sgx-root-ca", "Intel root CA CRL", self._root_crl),
-            self._step(
+            step(
                 "intel-tcb-info",
                 f"{tee}/{fmspc}/{stream}",
                 f"{tee} tcbInfo for FMSPC {fmspc}",
                 lambda what: self._tcb_info(tee, fmspc, what),
             ),
-            self._step(
+            step(
                 "intel-qe-identity",
                 f"{tee}/{stream}",
                 f"{tee} QE identity",
@@ -289,39 +332,35 @@ class PcsCollateral:
             ),
         ]
 
-    def _step(self, kind: str, key: str, what: str, fetch: Callable[[str], Fetched]) -> Step:
-        def run(at: dt.datetime) -> Obtained:
-            return obtain(
-                self.cache,
-                kind=kind,
-                key=key,
-                what=what,
-                at=at,
-                offline=self.offline,
-                fetch=lambda: fetch(what),
-            )
-
-        return Step(what, run)
-
     # -- the four fetches
 
     def _pck_crl(self, ca: CaType, what: str) -> Fetched:
         reply = self._get(f"/sgx/certification/v4/pckcrl?ca={ca}&encoding=der", what)
         chain_pem, certs = _issuer_chain(reply, (_CRL_CHAIN_HEADER,), what)
         der, crl = _crl_der(reply.body, what)
+        anchor = anchor_of_chain(certs, what)
+        if not crl.is_signature_valid(certs[0].public_key()):  # type: ignore[arg-type]
+            raise CollateralError(what, f"{reply.url}: the CRL is not signed by its issuer chain")
         valid_from, expires = window_of(
             certs, not_before=[crl.last_update_utc], not_after=[crl.next_update_utc]
         )
         fragment = {"pck_crl_issuer_chain": chain_pem, "pck_crl": der.hex()}
-        return Fetched(_dumps(fragment), expires, valid_from)
+        return Fetched(_dumps(fragment), expires, valid_from, anchor, reply.url)
 
-    def _root_crl(self, what: str) -> Fetched:
+    def _root_crl(self, root: x509.Certificate, what: str) -> Fetched:
         reply = self._root_crl_reply(what)
         der, crl = _crl_der(reply.body, what)
+        anchor = Anchor.of(root)
+        if not crl.is_signature_valid(root.public_key()):  # type: ignore[arg-type]
+            raise CollateralError(
+                what,
+                f"{reply.url} served a root CA CRL issued by {_crl_issuer(crl)}, which is "
+                f"not signed by {anchor.describe()}; it was not used or cached",
+            )
         valid_from, expires = window_of(
             (), not_before=[crl.last_update_utc], not_after=[crl.next_update_utc]
         )
-        return Fetched(_dumps({"root_ca_crl": der.hex()}), expires, valid_from)
+        return Fetched(_dumps({"root_ca_crl": der.hex()}), expires, valid_from, anchor, reply.url)
 
     def _root_crl_reply(self, what: str) -> Reply:
         if urlsplit(self.base_url).hostname != urlsplit(INTEL_PCS_URL).hostname:
@@ -338,6 +377,7 @@ class PcsCollateral:
         reply = self._get(f"/{tee}/certification/v4/tcb?fmspc={fmspc}{self._update('&')}", what)
         chain_pem, certs = _issuer_chain(reply, _TCB_CHAIN_HEADERS, what)
         raw, signature, info = _signed_member(reply.body, "tcbInfo", what)
+        anchor = anchor_of_chain(certs, what)
         if str(info.get("id", "")).upper() != _TCB_INFO_ID[tee]:
             raise CollateralError(what, f"{reply.url} returned tcbInfo id {info.get('id')!r}")
         if str(info.get("fmspc", "")).upper() != fmspc:
@@ -352,12 +392,13 @@ class PcsCollateral:
             "tcb_info": raw,
             "tcb_info_signature": signature,
         }
-        return Fetched(_dumps(fragment), expires, valid_from)
+        return Fetched(_dumps(fragment), expires, valid_from, anchor, reply.url)
 
     def _qe_identity(self, tee: Tee, what: str) -> Fetched:
         reply = self._get(f"/{tee}/certification/v4/qe/identity{self._update('?')}", what)
         chain_pem, certs = _issuer_chain(reply, (_QE_CHAIN_HEADER,), what)
         raw, signature, identity = _signed_member(reply.body, "enclaveIdentity", what)
+        anchor = anchor_of_chain(certs, what)
         if identity.get("id") != _QE_ID[tee]:
             raise CollateralError(what, f"{reply.url} returned identity {identity.get('id')!r}")
         valid_from, expires = window_of(
@@ -370,7 +411,7 @@ class PcsCollateral:
             "qe_identity": raw,
             "qe_identity_signature": signature,
         }
-        return Fetched(_dumps(fragment), expires, valid_from)
+        return Fetched(_dumps(fragment), expires, valid_from, anchor, reply.url)
 
     # -- plumbing
 
@@ -412,6 +453,16 @@ def _issuer_chain(
             except ParseError as exc:
                 raise ParseError(what, f"{name} header: {exc}") from exc
     raise CollateralError(what, f"{reply.url} sent no {' or '.join(names)} header")
+
+
+def _crl_issuer(crl: x509.CertificateRevocationList) -> str:
+    """The CRL's issuer name and, when it names one, the id of the key that signed it."""
+    name = f"'{crl.issuer.rfc4514_string()}'"
+    try:
+        aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return name
+    return f"{name} (key id {aki.key_identifier.hex()})" if aki.key_identifier else name
 
 
 def _crl_der(body: bytes, what: str) -> tuple[bytes, x509.CertificateRevocationList]:

@@ -1,4 +1,4 @@
-"""Where the CLI keeps its state by default."""
+"""Where veritee keeps its state by default: $VERITEE_HOME, else ~/.local/share/veritee."""
 
 from __future__ import annotations
 
