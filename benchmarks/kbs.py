@@ -8,12 +8,17 @@ signing and verification, resource policy, JWE encryption.  ratio = p50 / floor.
 
     python benchmarks/kbs.py [--clients C] [--seconds S] [--replicas N --store postgres+redis]
 
+With --store postgres+redis the replicas share a throwaway PostgreSQL and Redis that
+this run starts on free ports and removes at the end (tests/support/services.py);
+no system instance is used.
+
 The last line is one JSON object of the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -41,8 +46,7 @@ from veritee.policy.resource import ResourcePolicy
 from veritee.verifier.base import VerifyOptions
 
 ALLOW = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
-PG = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS = "redis://127.0.0.1:6379/0"
+SUPPORT = Path(__file__).resolve().parent.parent / "tests" / "support"
 
 
 def _port() -> int:
@@ -88,8 +92,10 @@ def floor_ms(root: TestRoot, data: Path) -> float:
     return verify + appraise + sign + check + decide + jwe
 
 
-def _config(path: Path, port: int, schema: str) -> None:
+def _config(path: Path, port: int, pg_port: int, redis_url: str) -> None:
     path.write_text(f"""
+session_storage_type = "Redis"
+
 [http_server]
 sockets = ["127.0.0.1:{port}"]
 insecure_http = true
@@ -99,24 +105,31 @@ storage_type = "Postgres"
 
 [storage_backend.backends.postgres]
 host = "127.0.0.1"
-port = 5432
+port = {pg_port}
 db = "test"
 username = "postgres"
 
-session_storage_type = "Redis"
+[storage_backend.backends.redis]
+url = "{redis_url}"
 
 [[plugins]]
 name = "resource"
 """)
-    del schema
 
 
 def start(
-    args: argparse.Namespace, root: TestRoot, tmp: Path
+    args: argparse.Namespace, root: TestRoot, tmp: Path, services: contextlib.ExitStack
 ) -> tuple[list[str], list[subprocess.Popen[bytes]], Path]:
     data = tmp / "state"
     urls, procs = [], []
     env = dict(os.environ)
+    env.pop("POSTGRES_URL", None)  # it would override the configured server
+    if args.store == "postgres+redis":
+        sys.path.insert(0, str(SUPPORT))
+        from services import postgres_server, redis_server
+
+        pg = services.enter_context(postgres_server())
+        redis = services.enter_context(redis_server())
     for index in range(args.replicas):
         port = _port()
         cmd = [
@@ -133,7 +146,7 @@ def start(
         ]
         if args.store == "postgres+redis":
             config = tmp / f"kbs-{index}.toml"
-            _config(config, port, "")
+            _config(config, port, pg.port, redis.url)
             cmd += ["--config", str(config)]
         procs.append(
             subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -203,11 +216,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.replicas > 1 and args.store != "postgres+redis":
         parser.error("several replicas need --store postgres+redis")
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as services:
         tmp = Path(tmp_name)
         root = TestRoot.init(tmp / "root")
         floor = floor_ms(root, tmp / "floor")
-        urls, procs, data = start(args, root, tmp)
+        urls, procs, data = start(args, root, tmp, services)
         try:
             token = (data / "admin.token").read_text().strip()
             with KbsClient(urls[0], admin_token=token) as admin:

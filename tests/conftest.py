@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from datadir import VECTORS
+from services import postgres_dsn, redis_url  # noqa: F401 (fixtures)
 
 _HOME = tempfile.mkdtemp(prefix="veritee-test-home-")
 os.environ["VERITEE_HOME"] = _HOME

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,6 @@ from veritee.rvps.store import ReferenceValueStore
 from veritee.store.kv import MemoryStore, SqliteStore
 
 TOKEN = "cli-token"
-DSN = os.environ.get("VERITEE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def cli() -> typer.Typer:
@@ -222,25 +220,20 @@ def test_unusable_store_exits_1(runner: CliRunner, tmp_path: Path) -> None:
     assert ":pw@" not in result.stderr
 
 
-def test_postgres_store_url(runner: CliRunner) -> None:
-    try:
-        with psycopg.connect(DSN, connect_timeout=3, autocommit=True) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        pytest.fail(str(exc))
+def test_postgres_store_url(runner: CliRunner, postgres_dsn: str) -> None:
     # A schema of its own, chosen through the URL: the default table lands there.
     schema = f"cli_test_{uuid.uuid4().hex[:12]}"
     ident = psycopg.sql.Identifier(schema)
-    with psycopg.connect(DSN, autocommit=True) as conn:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(ident))
-    url = DSN + ("&" if "?" in DSN else "?") + f"options=-csearch_path%3D{schema}"
+    url = postgres_dsn + ("&" if "?" in postgres_dsn else "?") + f"options=-csearch_path%3D{schema}"
     try:
         result = run(runner, "register", "--name", "svn", "--value", '["1"]', "--store", url)
         assert result.exit_code == 0, result.output
         assert [i["value"] for i in listed(runner, "--store", url)] == [["1"]]
         assert run(runner, "delete", "svn", "--store", url).exit_code == 0
         assert listed(runner, "--store", url) == []
-        with psycopg.connect(DSN, autocommit=True) as conn:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             found = conn.execute(
                 "SELECT count(*) FROM information_schema.tables"
                 " WHERE table_schema = %s AND table_name = 'veritee_kv'",
@@ -248,7 +241,7 @@ def test_postgres_store_url(runner: CliRunner) -> None:
             ).fetchone()
         assert found == (1,)
     finally:
-        with psycopg.connect(DSN, autocommit=True) as conn:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(ident))
 
 

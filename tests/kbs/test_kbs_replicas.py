@@ -20,8 +20,6 @@ from veritee.emulator.root import TestRoot
 from veritee.kbs.bootstrap import KbsSettings, build_kbs
 from veritee.kbs.client import EmulatedEvidenceProvider, KbsClient, KbsRequestError
 
-DSN = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS = "redis://127.0.0.1:6379/0"
 ALLOW_ALL = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
 
 
@@ -44,21 +42,22 @@ class SplitTransport(httpx.BaseTransport):
 
 
 @pytest.fixture
-def schema() -> Iterator[str]:
+def schema(postgres_dsn: str) -> Iterator[str]:
     name = f"kbs_replicas_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(DSN, autocommit=True) as conn:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(name)))
     yield name
-    with psycopg.connect(DSN, autocommit=True) as conn:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(name)))
 
 
-def test_handshake_across_replicas(test_root: TestRoot, tmp_path: Path, schema: str) -> None:
-    store = f"{DSN}?options=-csearch_path%3D{schema}"
-    prefix_sessions = f"{REDIS}"
+def test_handshake_across_replicas(
+    test_root: TestRoot, tmp_path: Path, schema: str, postgres_dsn: str, redis_url: str
+) -> None:
+    store = f"{postgres_dsn}?options=-csearch_path%3D{schema}"
     settings = KbsSettings(
         attestation=AsSettings(data_dir=tmp_path, store=store, trust_root=test_root.directory),
-        sessions=prefix_sessions,
+        sessions=redis_url,
     )
     replica_a, replica_b = build_kbs(settings), build_kbs(settings)
     admin_token = replica_a.attestation.admin.token_path.read_text().strip()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import time
 import uuid
@@ -32,7 +31,6 @@ from veritee.kbs.session import MemorySessionStore, RedisSessionStore, SessionSt
 from veritee.web import install_error_handlers
 
 RCAR_VECTORS = TRUSTEE / "derived" / "rcar-sample-vectors.json"
-REDIS_URL = os.environ.get("VERITEE_REDIS_URL", "redis://127.0.0.1:6379/0")
 ATTESTATION_ERROR = "https://github.com/confidential-containers/kbs/errors/AttestationError"
 ATTEST_FAILED = {
     "type": ATTESTATION_ERROR,
@@ -420,10 +418,10 @@ def test_rsa_tee_key_handshake(client: httpx.Client) -> None:
 # --------------------------------------------------------------------------- two replicas
 
 
-def test_two_replicas_sharing_redis(verifier: SampleVerifier, clock: Clock) -> None:
+def test_two_replicas_sharing_redis(verifier: SampleVerifier, clock: Clock, redis_url: str) -> None:
     prefix = f"veritee:test:{uuid.uuid4().hex}:"
-    store_a = RedisSessionStore(REDIS_URL, prefix=prefix)
-    store_b = RedisSessionStore(REDIS_URL, prefix=prefix)
+    store_a = RedisSessionStore(redis_url, prefix=prefix)
+    store_b = RedisSessionStore(redis_url, prefix=prefix)
     try:
         with (
             serve_app(app_for(store_a, verifier, clock)) as url_a,
@@ -442,7 +440,7 @@ def test_two_replicas_sharing_redis(verifier: SampleVerifier, clock: Clock) -> N
     finally:
         store_a.close()
         store_b.close()
-        client = redis.Redis.from_url(REDIS_URL)
+        client = redis.Redis.from_url(redis_url)
         for key in client.scan_iter(match=prefix + "*"):
             client.delete(key)
         client.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -262,20 +261,12 @@ def test_kv_backend_sqlite_persists(tmp_path: Path) -> None:
         assert KvResourceBackend(store).get("default", "key", "1") is None
 
 
-def test_kv_backend_postgres_through_open_store() -> None:
+def test_kv_backend_postgres_through_open_store(postgres_dsn: str) -> None:
     import uuid
-
-    import psycopg
 
     from veritee.store.postgres import PostgresStore, open_store
 
-    dsn = os.environ.get("VERITEE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        with psycopg.connect(dsn, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        pytest.fail(f"PostgreSQL required but unreachable: {exc}")
-    store = open_store(dsn)
+    store = open_store(postgres_dsn)
     assert isinstance(store, PostgresStore)
     namespace = f"resource-{uuid.uuid4().hex[:12]}"
     try:

@@ -1,12 +1,12 @@
 """Session stores: single-use challenges, expiry, and Redis shared by two replicas.
 
-The Redis cases talk to the real Redis at 127.0.0.1:6379 (``VERITEE_REDIS_URL`` to
-change it); without a server they fail rather than skip.
+The Redis cases talk to a real redis-server, the session's throwaway one (the
+``redis_url`` fixture, tests/support/services.py); without the binary they fail
+rather than skip.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -23,7 +23,6 @@ from veritee.kbs.session import (
     new_session_id,
 )
 
-REDIS_URL = os.environ.get("VERITEE_REDIS_URL", "redis://127.0.0.1:6379/0")
 PUBKEY = {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW", "x": "AAAA", "y": "BBBB"}
 
 
@@ -38,10 +37,10 @@ def make_session(expires_at: float) -> Session:
 
 
 @pytest.fixture
-def prefix() -> Iterator[str]:
+def prefix(redis_url: str) -> Iterator[str]:
     value = f"veritee:test:{uuid.uuid4().hex}:"
     yield value
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     try:
         for key in client.scan_iter(match=value + "*"):
             client.delete(key)
@@ -50,11 +49,11 @@ def prefix() -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_factory(prefix: str) -> Iterator[Callable[[], RedisSessionStore]]:
+def redis_factory(redis_url: str, prefix: str) -> Iterator[Callable[[], RedisSessionStore]]:
     stores: list[RedisSessionStore] = []
 
     def make() -> RedisSessionStore:
-        store = RedisSessionStore(REDIS_URL, prefix=prefix)
+        store = RedisSessionStore(redis_url, prefix=prefix)
         stores.append(store)
         return store
 
@@ -64,11 +63,11 @@ def redis_factory(prefix: str) -> Iterator[Callable[[], RedisSessionStore]]:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def store(
-    request: pytest.FixtureRequest, redis_factory: Callable[[], RedisSessionStore]
-) -> SessionStore:
+def store(request: pytest.FixtureRequest) -> SessionStore:
     if request.param == "memory":
         return MemorySessionStore()
+    # Only the Redis cases start the session's throwaway redis-server.
+    redis_factory: Callable[[], RedisSessionStore] = request.getfixturevalue("redis_factory")
     return redis_factory()
 
 
@@ -220,12 +219,12 @@ def test_redis_two_replicas_share_one_handshake(
 
 
 def test_redis_expiry_is_a_redis_ttl(
-    redis_factory: Callable[[], RedisSessionStore], prefix: str
+    redis_factory: Callable[[], RedisSessionStore], prefix: str, redis_url: str
 ) -> None:
     store = redis_factory()
     session = make_session(time.time() + 0.3)
     store.create(session)
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     try:
         key = prefix + session.id
         ttl = client.pttl(key)
@@ -241,7 +240,7 @@ def test_redis_expiry_is_a_redis_ttl(
 
 
 def test_redis_attested_expiry_moves_with_save(
-    redis_factory: Callable[[], RedisSessionStore], prefix: str
+    redis_factory: Callable[[], RedisSessionStore], prefix: str, redis_url: str
 ) -> None:
     store = redis_factory()
     now = time.time()
@@ -249,7 +248,7 @@ def test_redis_attested_expiry_moves_with_save(
     store.create(session)
     store.claim_challenge(session.id, now=now)
     store.save_attested(session.id, token="t", tee_pubkey=PUBKEY, expires_at=now + 120)
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     try:
         ttl = client.pttl(prefix + session.id)
     finally:
@@ -259,10 +258,10 @@ def test_redis_attested_expiry_moves_with_save(
 
 
 def test_redis_ignores_records_it_did_not_write(
-    redis_factory: Callable[[], RedisSessionStore], prefix: str
+    redis_factory: Callable[[], RedisSessionStore], prefix: str, redis_url: str
 ) -> None:
     store = redis_factory()
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     sid = new_session_id()
     try:
         client.hset(prefix + sid, mapping={"state": "authed", "junk": "1"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from veritee.store.postgres import PostgresStore
 
 TOKEN = "good-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-DSN = os.environ.get("VERITEE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def authorize(request: Request) -> None:
@@ -263,9 +261,9 @@ def test_storage_failure_is_500() -> None:
             }
 
 
-def test_against_a_postgres_store() -> None:
+def test_against_a_postgres_store(postgres_dsn: str) -> None:
     try:
-        kv = PostgresStore(DSN, table=f"rvps_api_{uuid.uuid4().hex[:12]}")
+        kv = PostgresStore(postgres_dsn, table=f"rvps_api_{uuid.uuid4().hex[:12]}")
     except VeriteeError as exc:
         pytest.fail(str(exc))
     try:
@@ -278,7 +276,7 @@ def test_against_a_postgres_store() -> None:
             assert client.get("/rvps/reference-value/svn").status_code == 404
     finally:
         kv.close()
-        with psycopg.connect(DSN, autocommit=True) as conn:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             conn.execute(psycopg.sql.SQL("DROP TABLE {}").format(psycopg.sql.Identifier(kv.table)))
 
 

@@ -6,7 +6,6 @@ import base64
 import datetime as dt
 import json
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -23,24 +22,11 @@ from veritee.rvps.store import ReferenceValueStore
 from veritee.store.kv import KeyValueStore, MemoryStore, SqliteStore
 from veritee.store.postgres import PostgresStore
 
-DSN = os.environ.get("VERITEE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(days=30)
 TRUSTEE = (
     b'{"version": "0.1.0", "name": "svn", "expiration": "2027-08-21T10:00:00Z", "value": ["1"]}'
 )
-
-
-def _postgres_available() -> str | None:
-    try:
-        with psycopg.connect(DSN, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return str(exc)
-    return None
-
-
-_UNAVAILABLE = _postgres_available()
 
 # Opens one more handle on the same storage (another replica, another process).
 Opener = Callable[[], KeyValueStore]
@@ -50,8 +36,8 @@ Opener = Callable[[], KeyValueStore]
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     opened: list[SqliteStore | PostgresStore] = []
     table = f"rvps_test_{uuid.uuid4().hex[:16]}"
-    if request.param == "postgres" and _UNAVAILABLE is not None:
-        pytest.fail(f"PostgreSQL required but unreachable: {_UNAVAILABLE}")
+    # Only the PostgreSQL cases start the session's throwaway server.
+    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else ""
     memory = MemoryStore()
 
     def open_one() -> KeyValueStore:
@@ -61,7 +47,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         if request.param == "sqlite":
             store = SqliteStore(tmp_path / "rvps.db")
         else:
-            store = PostgresStore(DSN, table=table)
+            store = PostgresStore(dsn, table=table)
         opened.append(store)
         return store
 
@@ -69,7 +55,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     for store in opened:
         store.close()
     if request.param == "postgres":
-        with psycopg.connect(DSN, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
                 psycopg.sql.SQL("DROP TABLE IF EXISTS {}").format(psycopg.sql.Identifier(table))
             )
@@ -253,7 +239,7 @@ def test_another_process_sees_changes(
     kv = opener()
     target, table = str(tmp_path / "rvps.db"), ""
     if isinstance(kv, PostgresStore):
-        target, table = DSN, kv.table
+        target, table = request.getfixturevalue("postgres_dsn"), kv.table
     rvps = ReferenceValueStore(kv)
     before = rvps.snapshot()[0]
     subprocess.run(

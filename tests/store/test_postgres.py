@@ -1,16 +1,14 @@
 """PostgresStore's own behaviour against a real PostgreSQL (the kv contract it shares with
 every backend is in test_kv.py).
 
-The PostgreSQL server comes from ``$VERITEE_TEST_POSTGRES`` (default
-``postgresql://postgres@127.0.0.1:5432/test``); each test gets its own table,
-dropped afterwards.  PostgreSQL is part of this machine's environment: without a
-server these cases fail rather than skip.
+The PostgreSQL server is the session's throwaway one (the ``postgres_dsn`` fixture,
+tests/support/services.py); each test gets its own table, dropped afterwards.  Without
+the PostgreSQL binaries these cases fail rather than skip.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 import textwrap
@@ -24,15 +22,17 @@ from veritee.errors import InputError, VeriteeError
 from veritee.store.kv import SqliteStore
 from veritee.store.postgres import PostgresStore, open_store, redact_dsn
 
-DSN = os.environ.get("VERITEE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 WHEN = dt.datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 
 
 # -- PostgreSQL specifics ------------------------------------------------------
 
 
-def test_two_stores_share_one_table(pg_table: str) -> None:
-    with PostgresStore(DSN, table=pg_table) as first, PostgresStore(DSN, table=pg_table) as second:
+def test_two_stores_share_one_table(pg_table: str, postgres_dsn: str) -> None:
+    with (
+        PostgresStore(postgres_dsn, table=pg_table) as first,
+        PostgresStore(postgres_dsn, table=pg_table) as second,
+    ):
         first.put("ns", "k", b"v", expires_at=WHEN, meta={"m": "1"})
         entry = second.get("ns", "k")
         assert entry is not None
@@ -41,10 +41,10 @@ def test_two_stores_share_one_table(pg_table: str) -> None:
         assert first.get("ns", "k") is None
 
 
-def test_data_survives_reopening(pg_table: str) -> None:
-    with PostgresStore(DSN, table=pg_table) as first:
+def test_data_survives_reopening(pg_table: str, postgres_dsn: str) -> None:
+    with PostgresStore(postgres_dsn, table=pg_table) as first:
         first.put("ns", "k", b"v")
-    with PostgresStore(DSN, table=pg_table) as second:
+    with PostgresStore(postgres_dsn, table=pg_table) as second:
         assert [e.value for e in second.items("ns")] == [b"v"]
 
 
@@ -63,10 +63,10 @@ _WORKER = textwrap.dedent(
 )
 
 
-def test_several_processes_create_and_write_one_table(pg_table: str) -> None:
+def test_several_processes_create_and_write_one_table(pg_table: str, postgres_dsn: str) -> None:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, DSN, pg_table, str(worker)],
+            [sys.executable, "-c", _WORKER, postgres_dsn, pg_table, str(worker)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -77,17 +77,17 @@ def test_several_processes_create_and_write_one_table(pg_table: str) -> None:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert int(out) >= 100
-    with PostgresStore(DSN, table=pg_table) as store:
+    with PostgresStore(postgres_dsn, table=pg_table) as store:
         assert len(store.items("ns")) == 400
         assert len(store.items("shared")) == 1
 
 
-def test_reconnects_after_the_server_drops_the_connection(pg_table: str) -> None:
-    with PostgresStore(DSN, table=pg_table) as store:
+def test_reconnects_after_the_server_drops_the_connection(pg_table: str, postgres_dsn: str) -> None:
+    with PostgresStore(postgres_dsn, table=pg_table) as store:
         store.put("ns", "k", b"1")
         assert store._conn is not None
         pid = store._conn.info.backend_pid
-        with psycopg.connect(DSN, autocommit=True) as admin:
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         entry = store.get("ns", "k")
         assert entry is not None
@@ -103,8 +103,10 @@ def test_unreachable_server_is_an_input_error_without_the_password() -> None:
     assert "postgres:***@127.0.0.1:1" in str(caught.value)
 
 
-def test_unknown_database_is_an_input_error_without_the_password(pg_table: str) -> None:
-    base = psycopg.conninfo.conninfo_to_dict(DSN)
+def test_unknown_database_is_an_input_error_without_the_password(
+    pg_table: str, postgres_dsn: str
+) -> None:
+    base = psycopg.conninfo.conninfo_to_dict(postgres_dsn)
     dsn = psycopg.conninfo.make_conninfo(
         "", **{**base, "dbname": f"nosuchdb_{uuid.uuid4().hex[:8]}", "password": "s3cr3t-pw"}
     )
@@ -114,25 +116,25 @@ def test_unknown_database_is_an_input_error_without_the_password(pg_table: str) 
     assert "password=***" in str(caught.value)
 
 
-def test_statement_failure_is_a_veritee_error(pg_table: str) -> None:
-    with PostgresStore(DSN, table=pg_table) as store:
-        with psycopg.connect(DSN, autocommit=True) as admin:
+def test_statement_failure_is_a_veritee_error(pg_table: str, postgres_dsn: str) -> None:
+    with PostgresStore(postgres_dsn, table=pg_table) as store:
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
             admin.execute(psycopg.sql.SQL("DROP TABLE {}").format(psycopg.sql.Identifier(pg_table)))
         with pytest.raises(VeriteeError, match=f"store postgresql://.*{pg_table}"):
             store.get("ns", "k")
 
 
-def test_closed_store_refuses_work(pg_table: str) -> None:
-    store = PostgresStore(DSN, table=pg_table)
+def test_closed_store_refuses_work(pg_table: str, postgres_dsn: str) -> None:
+    store = PostgresStore(postgres_dsn, table=pg_table)
     store.close()
     with pytest.raises(VeriteeError, match="closed"):
         store.get("ns", "k")
 
 
 @pytest.mark.parametrize("table", ["", "Upper", "a-b", "x;drop", "1abc", "t" * 64])
-def test_invalid_table_name(table: str) -> None:
+def test_invalid_table_name(table: str, postgres_dsn: str) -> None:
     with pytest.raises(InputError, match="table"):
-        PostgresStore(DSN, table=table)
+        PostgresStore(postgres_dsn, table=table)
 
 
 @pytest.mark.parametrize(
@@ -182,13 +184,13 @@ def test_open_store_in_memory_sqlite(url: str) -> None:
     opened.close()
 
 
-def test_open_store_picks_postgres_for_urls(pg_table: str) -> None:
+def test_open_store_picks_postgres_for_urls(pg_table: str, postgres_dsn: str) -> None:
     # The default table, in a schema of its own chosen through the URL's search_path.
     schema = f"kv_schema_{uuid.uuid4().hex[:12]}"
     ident = psycopg.sql.Identifier(schema)
-    with psycopg.connect(DSN, autocommit=True) as conn:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(ident))
-    rest = DSN.split("://", 1)[1]
+    rest = postgres_dsn.split("://", 1)[1]
     options = ("&" if "?" in rest else "?") + f"options=-csearch_path%3D{schema}"
     try:
         for scheme in ("postgresql://", "postgres://"):
@@ -197,13 +199,13 @@ def test_open_store_picks_postgres_for_urls(pg_table: str) -> None:
             assert opened.table == "veritee_kv"
             opened.put("ns", scheme, b"v")
             opened.close()
-        with psycopg.connect(DSN, autocommit=True) as conn:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             rows = conn.execute(
                 psycopg.sql.SQL("SELECT count(*) FROM {}.veritee_kv").format(ident)
             ).fetchone()
         assert rows == (2,)
     finally:
-        with psycopg.connect(DSN, autocommit=True) as conn:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(ident))
 
 
