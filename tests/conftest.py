@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,7 @@ _HOME = tempfile.mkdtemp(prefix="veritee-test-home-")
 os.environ["VERITEE_HOME"] = _HOME
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _private_veritee_home() -> Iterator[Path]:
-    yield Path(_HOME)
+def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
