@@ -126,10 +126,10 @@ def start(
     env.pop("POSTGRES_URL", None)  # it would override the configured server
     if args.store == "postgres+redis":
         sys.path.insert(0, str(SUPPORT))
-        from services import postgres_server, redis_server
+        from services import running, start_postgres, start_redis
 
-        pg = services.enter_context(postgres_server())
-        redis = services.enter_context(redis_server())
+        pg = services.enter_context(running(start_postgres))
+        redis = services.enter_context(running(start_redis))
     for index in range(args.replicas):
         port = _port()
         cmd = [

@@ -11,7 +11,7 @@ package creates it), in a directory made directly under /tmp and owned by that u
 For pytest, the session-scoped fixtures ``postgres_dsn`` and ``redis_url`` start a
 server the first time a test asks for one (tests/conftest.py imports them).  A
 missing binary or a server that does not start fails the test, never skips it.
-Benchmarks use :func:`postgres_server` and :func:`redis_server` directly.
+Benchmarks use ``with running(start_postgres)`` and ``with running(start_redis)``.
 """
 
 from __future__ import annotations
@@ -263,15 +263,6 @@ def start_postgres() -> PostgresServer:
     return server
 
 
-@contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 # -- Redis ------------------------------------------------------------------------
 
 
@@ -374,18 +365,19 @@ def start_redis() -> RedisServer:
     return server
 
 
+# -- for benchmarks and pytest ------------------------------------------------------
+
+_Server = TypeVar("_Server", PostgresServer, RedisServer)
+
+
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    server = start_redis()
+def running(start: Callable[[], _Server]) -> Iterator[_Server]:
+    """``with running(start_postgres) as pg:`` - a server for the block, stopped after it."""
+    server = start()
     try:
         yield server
     finally:
         server.stop()
-
-
-# -- pytest fixtures ----------------------------------------------------------------
-
-_Server = TypeVar("_Server", PostgresServer, RedisServer)
 
 
 def _start_or_fail(start: Callable[[], _Server], what: str) -> _Server:
