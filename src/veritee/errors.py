@@ -15,6 +15,11 @@ class InputError(VeriteeError):
     """Input that cannot be read at all: a missing file, an unknown encoding."""
 
 
+class ConfigError(VeriteeError):
+    """A configuration file that cannot be used; the message names the file, the key and
+    what was expected.  The one configuration error of every service and of the agent."""
+
+
 class ParseError(VeriteeError):
     """Evidence or collateral whose structure is malformed or truncated.
 

@@ -26,7 +26,6 @@ from datadir import TRUSTEE
 from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from veritee.as_.config import ConfigError
 from veritee.auth import trustee
 from veritee.auth.admin import (
     AdminAuthError,
@@ -43,6 +42,7 @@ from veritee.auth.trustee import (
     build_admin_auth,
     parse_admin_section,
 )
+from veritee.errors import ConfigError
 from veritee.kbs.errors import AdminAuthAccess
 
 JWK_DIR = TRUSTEE / "kbs" / "test_data" / "jwk"

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 from datadir import TRUSTEE
 
-from veritee.as_.config import AsSettings, ConfigError
+from veritee.as_.config import AsSettings
 from veritee.auth.admin import Ed25519AdminAuth, InsecureAllowAll
 from veritee.auth.trustee import BearerJwtAdminAuth, LegacyEd25519AdminAuth, TrusteeDenyAll
-from veritee.errors import VeriteeError
+from veritee.errors import ConfigError, VeriteeError
 from veritee.kbs.config import (
     KbsConfig,
     PostgresConfig,

@@ -19,11 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from veritee.errors import VeriteeError
-
-
-class ConfigError(VeriteeError):
-    """A configuration file that cannot be used; the message names the key."""
+from veritee.errors import ConfigError
 
 
 @dataclass(frozen=True)

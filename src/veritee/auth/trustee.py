@@ -51,7 +51,7 @@ regexes are matched against; Trustee matches the request URI, i.e. the path **pl
   start or, in ≤ v0.16, open nothing without a key): the Ed25519 admin key pair and token
   in the data directory (:func:`veritee.auth.admin.ensure_admin_credentials`).
 
-Configuration problems raise :class:`~veritee.as_.config.ConfigError` with Trustee's
+Configuration problems raise :class:`~veritee.errors.ConfigError` with Trustee's
 message where it has one (``Admin Role regex must be anchored.``, ``Failed to parse
 regex: …``, ``admin configuration error: … (see kbs/docs/admin.md and
 kbs/docs/config.md#admin-api-configuration)``, ``Invalid admin token verifier config: …``).
@@ -85,13 +85,13 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
-from veritee.as_.config import ConfigError
 from veritee.auth.admin import (
     AdminAuth,
     AdminAuthError,
     InsecureAllowAll,
     ensure_admin_credentials,
 )
+from veritee.errors import ConfigError
 
 __all__ = [
     "AclRule",

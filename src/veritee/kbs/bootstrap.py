@@ -10,8 +10,9 @@ from typing import Any, Literal
 from fastapi import FastAPI
 
 from veritee.as_.bootstrap import AsComponents, build_attestation_service
-from veritee.as_.config import AsSettings, ConfigError
+from veritee.as_.config import AsSettings
 from veritee.auth.admin import AdminAuth
+from veritee.errors import ConfigError
 from veritee.kbs.app import create_kbs_app
 from veritee.kbs.resources import KvResourceBackend, LocalFsBackend, ResourceBackend
 from veritee.kbs.service import KbsService

@@ -4,9 +4,8 @@
 :mod:`json`, as Trustee's ``config`` crate would) and :func:`parse_kbs_config` turns the
 document into a :class:`KbsConfig`.  Every key of every Trustee generation is understood:
 HEAD (v0.21+), v0.17 – v0.20 and the legacy ≤ v0.16 / v0.9-era layouts.  Keys naming a
-feature veritee does not have raise :class:`ConfigError` (the AS's
-:class:`veritee.as_.config.ConfigError`, a ``VeriteeError``) naming the key and what we
-support; keys Trustee itself ignores are ignored too and listed in ``KbsConfig.notes``.
+feature veritee does not have raise :class:`veritee.errors.ConfigError` naming the key and
+what we support; keys Trustee itself ignores are ignored too and listed in ``KbsConfig.notes``.
 
 Keys
 ----
@@ -109,9 +108,10 @@ from typing import Any, Literal, cast
 from urllib.parse import quote
 
 from veritee.as_ import config as as_config
-from veritee.as_.config import AsSettings, ConfigError
+from veritee.as_.config import AsSettings
 from veritee.auth.admin import AdminAuth
 from veritee.auth.trustee import AdminSpec, build_from_spec, parse_admin_section
+from veritee.errors import ConfigError
 from veritee.kbs.resources import KvResourceBackend, LocalFsBackend, ResourceBackend
 from veritee.store.kv import KeyValueStore
 
