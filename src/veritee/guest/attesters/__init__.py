@@ -1,0 +1,1 @@
+"""Attesters: one module per TEE behind :class:`~veritee.guest.attesters.base.Attester`."""
