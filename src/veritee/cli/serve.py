@@ -61,7 +61,11 @@ def _run_kbs(
     allow_sample: bool,
     policy_dir: Path | None,
     what: str,
+    *,
+    with_as_api: bool = False,
 ) -> None:
+    """Serve the KBS; ``with_as_api`` also serves the AS REST API (``/attestation``,
+    ``/policy``, ``/rvps``, the JWKS) on the same port, as the all-in-one does."""
     import uvicorn
 
     from veritee.kbs.bootstrap import KbsSettings, build_kbs
@@ -92,6 +96,16 @@ def _run_kbs(
             f"[yellow]trusting the test root {base.trust_root}: evidence under it "
             "is marked emulated[/yellow]"
         )
+    if with_as_api:
+        from veritee.as_.api import create_app as create_as_app
+
+        as_app = create_as_app(
+            parts.attestation.service,
+            admin=parts.admin,
+            rvps=parts.attestation.rvps,
+            body_limit=base.body_limit,
+        )
+        parts.app.mount("/", as_app)  # after the KBS's own routes, which match first
     scheme = "https" if ssl is not None else "http"
     console.print(f"{what} on {scheme}://{listen_host}:{listen_port}")
     logging.basicConfig(level=logging.WARNING)
@@ -118,7 +132,8 @@ def serve_all(
         Path | None, typer.Option(help="Load every *.rego here as an attestation policy.")
     ] = None,
 ) -> None:
-    """All in one: the KBS on :8080 with the AS and RVPS in process, SQLite in the data dir."""
+    """All in one: the KBS on :8080 with the AS and RVPS in process, SQLite in the data dir;
+    the AS REST API (``POST /attestation``, policies, reference values, JWKS) on the same port."""
     if ctx.invoked_subcommand is not None:
         return
     _run_kbs(
@@ -129,7 +144,8 @@ def serve_all(
         trust_root,
         allow_sample,
         policy_dir,
-        "KBS (with the Attestation Service and RVPS in process)",
+        "KBS (with the Attestation Service and RVPS in process, and their REST API)",
+        with_as_api=True,
     )
 
 
