@@ -10,7 +10,8 @@ then one ``TCG_PCR_EVENT2`` per measurement:
 ``mr_index`` is the CC measurement register index: 1..4 = RTMR0..RTMR3 on TDX.
 Each event extends its RTMR as ``RTMR = SHA-384(RTMR ‖ digest)``.
 :meth:`CcEventLog.to_bytes` appends the eight 0xFF bytes that guest-components'
-``read_eventlog`` emits after the log.
+``read_eventlog`` emits after the log.  The entry and tagged-event encoders are
+the guest's (:mod:`veritee.guest.eventlog`), re-exported here.
 
 :func:`boot_log` records events shaped like TDVF/OVMF direct-boot firmware
 (see Trustee's ``CCEL_data_ovmf`` vector): firmware volume and handoff
@@ -18,8 +19,7 @@ tables, Secure Boot variables, separators and ACPI data in RTMR0; the kernel
 image load in RTMR1; the kernel command line and initrd in RTMR2.  The digests
 of firmware, kernel and initrd are plain SHA-384 of the given bytes (real
 firmware hashes the kernel's PE/COFF Authenticode image), so replay works but
-the values are not those of real firmware.  :func:`aael_event` builds the
-Attestation Agent event-log (AAEL) tagged event of guest-components §3.2.
+the values are not those of real firmware.
 """
 
 from __future__ import annotations
@@ -27,6 +27,17 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
+
+from veritee.guest.eventlog import (
+    AAEL_TAGGED_EVENT_ID,
+    END_MARKER,
+    EV_EVENT_TAG,
+    EV_NO_ACTION,
+    TPM_ALG_SHA384,
+    aael_event,
+    tagged_event,
+    tcg2_entry,
+)
 
 __all__ = [
     "AAEL_TAGGED_EVENT_ID",
@@ -45,12 +56,11 @@ __all__ = [
     "CcEventLog",
     "aael_event",
     "boot_log",
+    "tagged_event",
 ]
 
 # TCG PC Client Platform Firmware Profile event types.
-EV_NO_ACTION = 0x00000003
 EV_SEPARATOR = 0x00000004
-EV_EVENT_TAG = 0x00000006
 EV_PLATFORM_CONFIG_FLAGS = 0x0000000A
 EV_EFI_VARIABLE_DRIVER_CONFIG = 0x80000001
 EV_EFI_VARIABLE_BOOT = 0x80000002
@@ -59,11 +69,8 @@ EV_EFI_ACTION = 0x80000007
 EV_EFI_PLATFORM_FIRMWARE_BLOB2 = 0x8000000A
 EV_EFI_HANDOFF_TABLES2 = 0x8000000B
 
-TPM_ALG_SHA384 = 0x000C
 SHA384_SIZE = 48
-END_MARKER = b"\xff" * 8
 
-AAEL_TAGGED_EVENT_ID = 0x4141454C  # "LEAA" on disk
 # OVMF's tagged event IDs for QEMU direct boot.
 LOADED_IMAGE_LOAD_OPTIONS_EVENT_ID = 0x8F3B22ED
 LINUX_INITRD_EVENT_ID = 0x8F3B22EC
@@ -113,12 +120,7 @@ class CcEventLog:
             digest = hashlib.sha384(event_data).digest()
         if len(digest) != SHA384_SIZE:
             raise ValueError(f"digest must be {SHA384_SIZE} bytes (SHA-384), got {len(digest)}")
-        entry = (
-            struct.pack("<IIIH", mr_index, event_type, 1, TPM_ALG_SHA384)
-            + digest
-            + struct.pack("<I", len(event_data))
-            + event_data
-        )
+        entry = tcg2_entry(mr_index, event_type, digest, event_data)
         self._entries.append(entry)
         if event_type != EV_NO_ACTION:
             i = mr_index - 1
@@ -139,27 +141,6 @@ class CcEventLog:
 
 
 # --------------------------------------------------------------------------- event data
-
-
-def aael_event(domain: str, operation: str, content: str) -> bytes:
-    """The AAEL ``TCG_PCClientTaggedEvent`` for ``"<domain> <operation> <content>"``.
-
-    ``u32 0x4141454C ("LEAA") | u32 size | text``; its SHA-384 is the entry's
-    digest.  Domain and operation may not contain whitespace and content may
-    not contain a newline, so that the text splits back into its three parts.
-    """
-    if not domain or any(c.isspace() for c in domain):
-        raise ValueError(f"AAEL domain must be non-empty without whitespace: {domain!r}")
-    if not operation or any(c.isspace() for c in operation):
-        raise ValueError(f"AAEL operation must be non-empty without whitespace: {operation!r}")
-    if "\n" in content:
-        raise ValueError("AAEL content may not contain a newline")
-    return tagged_event(AAEL_TAGGED_EVENT_ID, f"{domain} {operation} {content}".encode())
-
-
-def tagged_event(event_id: int, data: bytes) -> bytes:
-    """A ``TCG_PCClientTaggedEvent``: u32 taggedEventID, u32 size, data."""
-    return struct.pack("<II", event_id, len(data)) + data
 
 
 def _guid(text: str) -> bytes:

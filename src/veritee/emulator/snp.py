@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from veritee.emulator.amd_pki import AmdProduct, AmdTestRoot, Signer
+from veritee.guest.attesters.snp_serde import attestation_report_json
 from veritee.verifier.snp_report import (
     BYTE_FIELDS,
     REPORT_LEN,
@@ -167,60 +168,16 @@ def trustee_evidence(
 ) -> dict[str, Any]:
     """Trustee's ``snp`` evidence: ``{"attestation_report": …, "cert_chain": …}``.
 
-    The report is in virtee/sev's serde form (fields in struct order, byte
-    arrays as lists of ints, reserved fields omitted).  ``cert_chain`` is None
+    The report is in virtee/sev's serde form, converted as the guest's attester
+    converts it (:mod:`veritee.guest.attesters.snp_serde`).  ``cert_chain`` is None
     without a root, else one entry holding the VCEK or VLEK DER: ``signer``
     picks it, and by default follows the report's SIGNING_KEY.  Serialise with
     ``json.dumps(…, separators=(",", ":"))`` for the attester's compact bytes.
-    Raises :class:`~veritee.errors.ParseError` if ``report`` does not parse.
+    Raises :class:`~veritee.guest.attesters.base.AttesterError` if ``report`` does
+    not parse.
     """
+    attestation_report = attestation_report_json(report)
     r = parse_report(report)
-    turin = r.product == "Turin"
-
-    def tcb(t: TcbVersion) -> dict[str, int | None]:
-        return {
-            "fmc": t.fmc if turin else None,
-            "bootloader": t.bootloader,
-            "tee": t.tee,
-            "snp": t.snp,
-            "microcode": t.microcode,
-        }
-
-    def fw(off: int) -> dict[str, int]:
-        return {"major": r.raw[off + 2], "minor": r.raw[off + 1], "build": r.raw[off]}
-
-    cpuid = r.cpuid
-    attestation_report: dict[str, Any] = {
-        "version": r.version,
-        "guest_svn": r.guest_svn,
-        "policy": r.policy.value,
-        "family_id": list(r.family_id),
-        "image_id": list(r.image_id),
-        "vmpl": r.vmpl,
-        "sig_algo": r.signature_algo,
-        "current_tcb": tcb(r.current_tcb),
-        "plat_info": r.platform_info.value,
-        "key_info": r.key_info,
-        "report_data": list(r.report_data),
-        "measurement": list(r.measurement),
-        "host_data": list(r.host_data),
-        "id_key_digest": list(r.id_key_digest),
-        "author_key_digest": list(r.author_key_digest),
-        "report_id": list(r.report_id),
-        "report_id_ma": list(r.report_id_ma),
-        "reported_tcb": tcb(r.reported_tcb),
-        "cpuid_fam_id": None if cpuid is None else cpuid[0],
-        "cpuid_mod_id": None if cpuid is None else cpuid[1],
-        "cpuid_step": None if cpuid is None else cpuid[2],
-        "chip_id": list(r.chip_id),
-        "committed_tcb": tcb(r.committed_tcb),
-        "current": fw(0x1E8),
-        "committed": fw(0x1EC),
-        "launch_tcb": tcb(r.launch_tcb),
-        "launch_mit_vector": r.launch_mit_vector,
-        "current_mit_vector": r.current_mit_vector,
-        "signature": {"r": list(r.signature_r), "s": list(r.signature_s)},
-    }
     cert_chain: list[dict[str, Any]] | None = None
     if root is not None:
         if signer is None:
