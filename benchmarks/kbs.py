@@ -38,8 +38,10 @@ from veritee.as_.config import AsSettings
 from veritee.as_.request import RuntimeData, VerificationRequest
 from veritee.emulator.evidence import EvidenceRequest, emulate
 from veritee.emulator.root import TestRoot
+from veritee.guest.emulated import EmulatedEvidenceProvider
+from veritee.guest.kbs_client import KbsClient
+from veritee.guest.kbs_protocol import tee_pubkey_jwk
 from veritee.kbs.bootstrap import KbsSettings, build_kbs
-from veritee.kbs.client import EmulatedEvidenceProvider, KbsClient, tee_pubkey_jwk
 from veritee.kbs.jwe import encrypt_for
 from veritee.kbs.rcar import expected_report_data, runtime_data
 from veritee.policy.resource import ResourcePolicy

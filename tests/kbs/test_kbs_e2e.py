@@ -22,8 +22,10 @@ from live_server import serve_app
 from veritee.as_.config import AsSettings
 from veritee.auth.admin import sign_admin_token
 from veritee.emulator.root import TestRoot
+from veritee.guest.emulated import EmulatedEvidenceProvider
+from veritee.guest.kbs_client import KbsClient, StaticTokenProvider
+from veritee.guest.kbs_http import KbsRequestError
 from veritee.kbs.bootstrap import KbsComponents, KbsSettings, build_kbs
-from veritee.kbs.client import EmulatedEvidenceProvider, KbsClient, KbsRequestError
 
 ALLOW_ALL = (
     "package policy\n\nimport rego.v1\n\ndefault allow := false\n\n"
@@ -74,7 +76,9 @@ def test_deny_then_allow_then_decrypt(kbs: Kbs, tee: str) -> None:
         with kbs.admin() as admin:
             admin.set_resource_policy(ALLOW_ALL)
         assert guest.get_resource(path) == f"secret for {tee}".encode()
-        assert guest.get_resource(path, use_bearer=True) == f"secret for {tee}".encode()
+        passport = StaticTokenProvider(guest.token(), guest.tee_key)
+        with KbsClient(kbs.url, token_provider=passport) as holder:
+            assert holder.get_resource(path) == f"secret for {tee}".encode()
 
 
 def test_rsa_tee_key(kbs: Kbs) -> None:
@@ -95,7 +99,7 @@ def _auth(client: httpx.Client, url: str, tee: str = "tdx") -> tuple[str, str]:
 
 
 def _attestation(kbs: Kbs, nonce: str, tee_pubkey: dict[str, str]) -> dict[str, object]:
-    from veritee.kbs.client import compose_attestation
+    from veritee.guest.kbs_protocol import compose_attestation
 
     prepared = compose_attestation(
         EmulatedEvidenceProvider(kbs.root.directory), "tdx", nonce, tee_pubkey

@@ -17,8 +17,10 @@ from live_server import serve_app
 
 from veritee.as_.config import AsSettings
 from veritee.emulator.root import TestRoot
+from veritee.guest.emulated import EmulatedEvidenceProvider
+from veritee.guest.kbs_client import KbsClient
+from veritee.guest.kbs_http import KbsRequestError
 from veritee.kbs.bootstrap import KbsSettings, build_kbs
-from veritee.kbs.client import EmulatedEvidenceProvider, KbsClient, KbsRequestError
 
 ALLOW_ALL = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
 

@@ -31,12 +31,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from veritee.auth.admin import sign_admin_token
 from veritee.errors import VeriteeError
-from veritee.kbs.client import (
-    ADMIN_TOKEN_LIFETIME_S,
-    EmulatedEvidenceProvider,
-    KbsClient,
+from veritee.guest.emulated import EmulatedEvidenceProvider
+from veritee.guest.kbs_client import ADMIN_TOKEN_LIFETIME_S, KbsClient, StaticTokenProvider
+from veritee.guest.kbs_http import KbsRequestError
+from veritee.guest.kbs_protocol import (
     KbsClientError,
-    KbsRequestError,
     TeeKey,
     generate_tee_key,
     load_tee_key,
@@ -214,10 +213,12 @@ def _provider(emulated: Path | None, devices: list[str] | None) -> EmulatedEvide
 
 
 def _client(target: _Target, **kwargs: Any) -> KbsClient:
+    cert = target.cert_file
+    cert_pem = None if cert is None else _read_bytes(cert, "--cert-file")
     try:
-        return KbsClient(target.url, cert_file=target.cert_file, **kwargs)
+        return KbsClient(target.url, cert_pem=cert_pem, **kwargs)
     except KbsClientError as exc:
-        _usage(str(exc))
+        _usage(f"{cert}: {exc}" if cert is not None else str(exc))
 
 
 TeeOption = Annotated[
@@ -310,20 +311,20 @@ def get_resource(
     """Attest (or use a token) and print the resource, base64-encoded."""
     target: _Target = ctx.obj
     _check_tee(tee)
-    token: str | None = None
     if attestation_token is not None:
         if tee_key_file is None:
             _usage("--attestation-token needs --tee-key-file (the key the token was issued for)")
         token = _read_text(attestation_token, "--attestation-token").strip()
-        provider = None if emulated is None else _provider(emulated, device)
+        key = _tee_key(tee_key_file, create=False)
+        assert key is not None
+        passport = StaticTokenProvider(token, key)
+        with _reporting(_client(target, token_provider=passport, tee=tee)) as client:
+            data = client.get_resource(path)
     else:
         provider = _provider(emulated, device)
-    key = _tee_key(tee_key_file, create=False)
-    with _reporting(_client(target, evidence_provider=provider, tee=tee, tee_key=key)) as client:
-        if token is not None:
-            client.token = token
-            data = client.get_resource(path, use_bearer=True)
-        else:
+        key = _tee_key(tee_key_file, create=False)
+        guest = _client(target, evidence_provider=provider, tee=tee, tee_key=key)
+        with _reporting(guest) as client:
             data = client.get_resource(path, on_unauthorized=_warn_unauthorized)
     typer.echo(_b64(data))
 

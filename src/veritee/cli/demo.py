@@ -83,8 +83,10 @@ def _run(base: Path) -> bool:
     from veritee.as_.config import AsSettings
     from veritee.emulator.evidence import EvidenceRequest, emulate
     from veritee.emulator.root import TestRoot
+    from veritee.guest.emulated import EmulatedEvidenceProvider
+    from veritee.guest.kbs_client import KbsClient
+    from veritee.guest.kbs_http import KbsRequestError
     from veritee.kbs.bootstrap import KbsSettings, build_kbs
-    from veritee.kbs.client import EmulatedEvidenceProvider, KbsClient, KbsRequestError
     from veritee.kbs.service import DEFAULT_RESOURCE_POLICY
     from veritee.token.verify import load_jwks, verify_token
 

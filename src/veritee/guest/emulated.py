@@ -1,0 +1,75 @@
+"""Evidence from the emulator, for the KBS client when no TEE is at hand.
+
+:class:`EmulatedEvidenceProvider` is an evidence provider
+(:class:`~veritee.guest.kbs_protocol.EvidenceProvider`) over a test root made by
+``veritee emulator init``: what ``veritee client --emulated``, the demo, the tests and
+the benchmarks attest with.  Its evidence verifies only where that test root is trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from veritee.guest.kbs_protocol import KbsClientError
+
+if TYPE_CHECKING:
+    from veritee.emulator.root import TestRoot
+
+__all__ = ["EmulatedEvidenceProvider"]
+
+
+class EmulatedEvidenceProvider:
+    """Evidence from the emulator under the test root in ``root_dir`` (tdx, sgx, snp, sample).
+
+    ``devices`` adds composite evidence; ``sampledevice`` is the one emulated device
+    (Trustee's sample GPU: ``{"svn":"2","report_data":"<b64>"}``).
+    """
+
+    DEVICES: tuple[str, ...] = ("sampledevice",)
+
+    def __init__(
+        self,
+        root_dir: Path,
+        *,
+        devices: Sequence[str] = (),
+        settings: Mapping[str, bytes] | None = None,
+    ) -> None:
+        unknown = [d for d in devices if d not in self.DEVICES]
+        if unknown:
+            raise KbsClientError(
+                f"no emulated device {', '.join(unknown)}; expected {', '.join(self.DEVICES)}"
+            )
+        self.root_dir = root_dir
+        self.devices = tuple(devices)
+        self.settings = dict(settings or {})
+        self._root: TestRoot | None = None
+
+    def _test_root(self) -> TestRoot:
+        if self._root is None:
+            from veritee.emulator.root import TestRoot
+
+            self._root = TestRoot.load(self.root_dir)
+        return self._root
+
+    def evidence(self, tee: str, report_data: bytes) -> bytes:
+        from veritee.emulator.evidence import EMULATED_TEES, EvidenceRequest, emulate
+
+        kind = next((t for t in EMULATED_TEES if t == tee), None)
+        if kind is None:
+            raise KbsClientError(
+                f"the emulator has no {tee!r} TEE; expected one of {', '.join(EMULATED_TEES)}"
+            )
+        request = EvidenceRequest(kind, report_data=report_data, settings=self.settings)
+        try:
+            return emulate(self._test_root(), request).wire_bytes()
+        except ValueError as exc:
+            raise KbsClientError(f"emulated {tee} evidence: {exc}") from exc
+
+    def additional_evidence(self, report_data: bytes) -> Mapping[str, Any]:
+        return {
+            device: {"svn": "2", "report_data": base64.b64encode(report_data).decode()}
+            for device in self.devices
+        }
