@@ -18,9 +18,9 @@ from typing import Any
 
 import rfc8785
 
-from veritee.agent.initdata import Initdata, parse_initdata
 from veritee.as_.errors import MalformedEvidence, MalformedRequest, UnknownTee
 from veritee.errors import ParseError
+from veritee.initdata import Initdata, parse_initdata
 
 # The tees the AS verifies; Trustee's names.
 TEES = ("tdx", "sgx", "snp", "sample")

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from veritee.agent.initdata import agent_policy_claims, parse_initdata
 from veritee.errors import ParseError
+from veritee.initdata import agent_policy_claims, parse_initdata
 
 DOC = """version = "0.1.0"
 algorithm = "sha384"

@@ -1,1 +1,0 @@
-"""Guest side: the Attestation Agent, the Confidential Data Hub, initdata and the event log."""
