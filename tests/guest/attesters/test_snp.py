@@ -29,7 +29,7 @@ Verify = Callable[..., Verdict]
 
 
 def launch(root: TestRoot, **options: object) -> EmulatedMachine:
-    return EmulatedMachine.launch(root, "snp", **options)  # type: ignore[arg-type]
+    return EmulatedMachine.launch(root, "snp", **options)
 
 
 def ioctl_only(root: TestRoot, **options: object) -> EmulatedMachine:

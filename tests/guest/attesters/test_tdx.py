@@ -49,7 +49,7 @@ PULL = ("github.com/confidential-containers", "PullImage")
 
 
 def launch(root: TestRoot, **options: object) -> EmulatedMachine:
-    return EmulatedMachine.launch(root, "tdx", **options)  # type: ignore[arg-type]
+    return EmulatedMachine.launch(root, "tdx", **options)
 
 
 def body(evidence: bytes) -> TdReport:
