@@ -25,7 +25,7 @@ from veritee.guest.attesters.tdx import (
     parse_tdreport,
 )
 from veritee.guest.attesters.tsm import TSM_REPORT, ProviderMismatch
-from veritee.guest.eventlog import EL_HEADER, AaEventLog
+from veritee.guest.eventlog import EL_HEADER, WAL_NAME, AaEventLog
 from veritee.verifier.base import Verdict
 from veritee.verifier.ccel import replay_ccel
 from veritee.verifier.intel_quote import TdReport, parse_quote
@@ -163,6 +163,16 @@ def test_a_truncated_or_tampered_log_is_refused_at_eventlog(
         path.write_bytes(first + second[:14] + bytes(48) + second[62:])
     verdict = verify("tdx", attester.evidence(b"nonce"), report_data=b"nonce")
     assert (verdict.verified, verdict.step) == (False, "eventlog")
+
+
+def test_an_unfinished_extension_is_never_quoted_half_way(
+    test_root: TestRoot, tmp_path: Path
+) -> None:
+    attester = TdxAttester(launch(test_root), tmp_path / "eventlog")
+    AaEventLog(tmp_path / "eventlog", attester).extend("d", "op", "c")
+    (tmp_path / WAL_NAME).write_bytes(b"an extension in progress")
+    with pytest.raises(AttesterError, match=r"kept changing .*\.wal_event_entry"):
+        attester.evidence(b"")
 
 
 # --------------------------------------------------------------------------- requests

@@ -5,7 +5,8 @@ The quote comes only from configfs-tsm (provider ``tdx_guest``; Linux ≥ 6.7):
 guest-components v0.21 dropped the ``/dev/tdx_guest`` quote ioctl, and so do we.
 ``cc_eventlog`` is the firmware's CCEL table (``/sys/firmware/acpi/tables/data/CCEL``)
 cut at its end, then the Attestation Agent's event log file, then eight 0xFF bytes
-(:func:`veritee.guest.eventlog.cc_eventlog`).
+(:func:`veritee.guest.eventlog.cc_eventlog`), read so that it matches the quote
+even while the agent extends the log in another thread.
 
 Registers: with the sysfs measurement files (Linux ≥ 6.16) RTMRs and MRCONFIGID are
 read there and an RTMR is extended by writing 48 bytes to it (the TDX module lets a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -25,7 +27,7 @@ from typing import Final
 from veritee.guest.attesters._common import failed, pad_report_data
 from veritee.guest.attesters.base import AttesterError, Kernel
 from veritee.guest.attesters.tsm import PROVIDER_TDX, TSM_REPORT, tsm_report
-from veritee.guest.eventlog import EventLogError, cc_eventlog, pcr_to_ccmr
+from veritee.guest.eventlog import WAL_NAME, EventLogError, cc_eventlog, pcr_to_ccmr
 
 __all__ = [
     "CCEL_TABLE",
@@ -47,6 +49,7 @@ TDX_CMD_GET_REPORT0: Final = 0xC4405401
 TDREPORT_LEN: Final = 1024
 REPORTDATA_LEN: Final = 64
 MR_LEN: Final = 48
+CONSISTENT_TRIES: Final = 50
 
 # TDREPORT_STRUCT (Intel TDX module ABI): REPORTMACSTRUCT 256 bytes (REPORTDATA at 128),
 # TEE_TCB_INFO 239, reserved 17, then TDINFO 512 bytes at 512.  In TDINFO: ATTRIBUTES 0,
@@ -113,11 +116,24 @@ class TdxAttester:
         return "tdx"
 
     def evidence(self, report_data: bytes) -> bytes:
+        """The quote and the event log, taken so that they agree: an AAEL extension that
+        overlaps (its write-ahead log present, or the log changed) makes it try again."""
         inblob = pad_report_data(self.tee, report_data)
-        quote = self._quote(inblob)
-        log = self.eventlog()
-        doc = {"cc_eventlog": None if log is None else _b64(log), "quote": _b64(quote)}
-        return json.dumps(doc, separators=(",", ":")).encode()
+        for _ in range(CONSISTENT_TRIES):
+            if self._extension_pending():
+                time.sleep(0.001)
+                continue
+            aael = self._aael()
+            quote = self._quote(inblob)
+            if not self._extension_pending() and self._aael() == aael:
+                log = self._eventlog(aael)
+                doc = {"cc_eventlog": None if log is None else _b64(log), "quote": _b64(quote)}
+                return json.dumps(doc, separators=(",", ":")).encode()
+        raise AttesterError(
+            f"the AAEL {self.aael_path} kept changing while the quote was taken "
+            f"({CONSISTENT_TRIES} tries); a left-over {WAL_NAME} is repaired when the agent "
+            "reopens the log"
+        )
 
     def _quote(self, inblob: bytes) -> bytes:
         if self.kernel.exists(TSM_REPORT):
@@ -131,24 +147,32 @@ class TdxAttester:
 
     def eventlog(self) -> bytes | None:
         """The ``cc_eventlog`` bytes (before base64), or None without CCEL and AAEL."""
+        return self._eventlog(self._aael())
+
+    def _eventlog(self, aael: bytes | None) -> bytes | None:
         ccel: bytes | None = None
         if self.kernel.exists(CCEL_TABLE):
             try:
                 ccel = self.kernel.read(CCEL_TABLE)
             except OSError as exc:
                 raise failed(f"reading {CCEL_TABLE}", exc) from exc
-        aael: bytes | None = None
-        if self.aael_path is not None:
-            try:
-                aael = self.aael_path.read_bytes()
-            except FileNotFoundError:
-                aael = None
-            except OSError as exc:
-                raise failed(f"reading the AAEL {self.aael_path}", exc) from exc
         try:
             return cc_eventlog(ccel, aael)
         except EventLogError as exc:
             raise AttesterError(f"{CCEL_TABLE}: {exc}") from exc
+
+    def _aael(self) -> bytes | None:
+        if self.aael_path is None:
+            return None
+        try:
+            return self.aael_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise failed(f"reading the AAEL {self.aael_path}", exc) from exc
+
+    def _extension_pending(self) -> bool:
+        return self.aael_path is not None and (self.aael_path.parent / WAL_NAME).exists()
 
     # -- registers ----------------------------------------------------------------------
 
