@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -22,6 +24,7 @@ from veritee.guest.attesters.snp import (
     SNP_GET_REPORT,
     SnpAttester,
 )
+from veritee.guest.attesters.snp_serde import attestation_report_json, cert_chain_json
 from veritee.guest.attesters.tsm import TSM_REPORT, ProviderMismatch
 from veritee.verifier.base import Verdict
 
@@ -197,3 +200,25 @@ def test_init_data_binding_through_configfs_only(test_root: TestRoot) -> None:
     assert GUEST_REQUEST.size == 32
     assert EXT_REPORT_REQ.size == 112
     assert REPORT_REQ.size == 96
+
+
+def test_certificate_tables() -> None:
+    vcek = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd").bytes
+    other = uuid.UUID("00000000-1111-2222-3333-444444444444")
+    table = (
+        struct.pack("<16sII", vcek, 72, 3)
+        + struct.pack("<16sII", other.bytes, 75, 2)
+        + bytes(24)
+        + b"abcde"
+    )
+    assert cert_chain_json(table) == [
+        {"cert_type": "VCEK", "data": [97, 98, 99]},
+        {"cert_type": {"OTHER": str(other)}, "data": [100, 101]},
+    ]
+    assert cert_chain_json(bytes(4096)) is None
+    with pytest.raises(AttesterError, match="no all-zero terminator"):
+        cert_chain_json(struct.pack("<16sII", vcek, 0, 24))
+    with pytest.raises(AttesterError, match="points outside the table"):
+        cert_chain_json(struct.pack("<16sII", vcek, 48, 100) + bytes(24))
+    with pytest.raises(AttesterError, match="malformed SNP report"):
+        attestation_report_json(bytes(100))

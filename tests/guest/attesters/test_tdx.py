@@ -175,6 +175,37 @@ def test_an_unfinished_extension_is_never_quoted_half_way(
         attester.evidence(b"")
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_an_extension_overlapping_the_quote_is_not_half_reported(
+    test_root: TestRoot, tmp_path: Path, verify: Verify, when: str
+) -> None:
+    path = tmp_path / "eventlog"
+
+    class Overlapped(TdxAttester):
+        """Another thread's extension lands while the quote is being made."""
+
+        pending = 1
+
+        def _quote(self, inblob: bytes) -> bytes:
+            if when == "before" and self.pending:
+                self.pending = 0
+                log.extend("example.com", "Overlap", when)
+            quote = super()._quote(inblob)
+            if when == "after" and self.pending:
+                self.pending = 0
+                log.extend("example.com", "Overlap", when)
+            return quote
+
+    attester = Overlapped(launch(test_root), path)
+    log = AaEventLog(path, attester)
+    log.extend("example.com", "First", "x")
+    evidence = attester.evidence(b"n")
+    verdict = verify("tdx", evidence, report_data=b"n")
+    assert verdict.verified, verdict.error
+    texts = [e["details"]["string"] for e in verdict.claims["uefi_event_logs"][-2:]]
+    assert texts == ["example.com First x", f"example.com Overlap {when}"]
+
+
 # --------------------------------------------------------------------------- requests
 
 
