@@ -168,7 +168,7 @@ def test_a_truncated_or_tampered_log_is_refused_at_eventlog(
 def test_an_unfinished_extension_is_never_quoted_half_way(
     test_root: TestRoot, tmp_path: Path
 ) -> None:
-    attester = TdxAttester(launch(test_root), tmp_path / "eventlog")
+    attester = TdxAttester(launch(test_root), tmp_path / "eventlog", settle_s=0.05)
     AaEventLog(tmp_path / "eventlog", attester).extend("d", "op", "c")
     (tmp_path / WAL_NAME).write_bytes(b"an extension in progress")
     with pytest.raises(AttesterError, match=r"kept changing .*\.wal_event_entry"):

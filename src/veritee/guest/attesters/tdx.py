@@ -49,7 +49,6 @@ TDX_CMD_GET_REPORT0: Final = 0xC4405401
 TDREPORT_LEN: Final = 1024
 REPORTDATA_LEN: Final = 64
 MR_LEN: Final = 48
-CONSISTENT_TRIES: Final = 50
 
 # TDREPORT_STRUCT (Intel TDX module ABI): REPORTMACSTRUCT 256 bytes (REPORTDATA at 128),
 # TEE_TCB_INFO 239, reserved 17, then TDINFO 512 bytes at 512.  In TDINFO: ATTRIBUTES 0,
@@ -107,9 +106,12 @@ class TdxAttester:
     """A TD's attester.  ``aael_path`` is the Attestation Agent's event log file (the
     agent's own file, read from the filesystem), or None for none."""
 
-    def __init__(self, kernel: Kernel, aael_path: Path | str | None = None) -> None:
+    def __init__(
+        self, kernel: Kernel, aael_path: Path | str | None = None, *, settle_s: float = 2.0
+    ) -> None:
         self.kernel = kernel
         self.aael_path = Path(aael_path) if aael_path is not None else None
+        self.settle_s = settle_s  # how long evidence waits for an AAEL extension to finish
 
     @property
     def tee(self) -> str:
@@ -119,9 +121,10 @@ class TdxAttester:
         """The quote and the event log, taken so that they agree: an AAEL extension that
         overlaps (its write-ahead log present, or the log changed) makes it try again."""
         inblob = pad_report_data(self.tee, report_data)
-        for _ in range(CONSISTENT_TRIES):
+        deadline = time.monotonic() + self.settle_s
+        while time.monotonic() < deadline:
             if self._extension_pending():
-                time.sleep(0.001)
+                time.sleep(0.002)
                 continue
             aael = self._aael()
             quote = self._quote(inblob)
@@ -130,9 +133,8 @@ class TdxAttester:
                 doc = {"cc_eventlog": None if log is None else _b64(log), "quote": _b64(quote)}
                 return json.dumps(doc, separators=(",", ":")).encode()
         raise AttesterError(
-            f"the AAEL {self.aael_path} kept changing while the quote was taken "
-            f"({CONSISTENT_TRIES} tries); a left-over {WAL_NAME} is repaired when the agent "
-            "reopens the log"
+            f"the AAEL {self.aael_path} kept changing while the quote was taken (for "
+            f"{self.settle_s} s); a left-over {WAL_NAME} is repaired when the agent reopens the log"
         )
 
     def _quote(self, inblob: bytes) -> bytes:
