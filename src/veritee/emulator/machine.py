@@ -27,6 +27,7 @@ from veritee.emulator.machine_snp import SnpGuest
 from veritee.emulator.machine_tdx import TdxGuest
 from veritee.emulator.root import TestRoot
 from veritee.guest.attesters.sgx import ATTESTATION_TYPE, QUOTE, USER_REPORT_DATA
+from veritee.initdata import TEE_FIELDS, resize_digest
 
 __all__ = ["Boot", "EmulatedMachine", "Faults", "MachineTee", "SgxEnclave"]
 
@@ -42,11 +43,6 @@ class Boot:
     kernel: bytes = b"veritee emulated kernel"
     cmdline: str = "console=hvc0 root=/dev/vda1 rw"
     initrd: bytes = b"veritee emulated initrd"
-
-
-def resize(digest: bytes, size: int) -> bytes:
-    """Truncate or zero-pad, as kata fits the initdata digest to a TEE's field."""
-    return digest[:size].ljust(size, b"\x00")
 
 
 class SgxEnclave:
@@ -120,7 +116,7 @@ class EmulatedMachine(EmulatedKernel):
             machine.tdx = TdxGuest(
                 machine,
                 root,
-                mr_config_id=resize(digest, 48),
+                mr_config_id=resize_digest(digest, TEE_FIELDS["tdx"][1]),
                 kernel_image=boot.kernel,
                 cmdline=boot.cmdline,
                 initrd=boot.initrd,
@@ -133,7 +129,7 @@ class EmulatedMachine(EmulatedKernel):
             machine.snp = SnpGuest(
                 machine,
                 root,
-                host_data=resize(digest, 32),
+                host_data=resize_digest(digest, TEE_FIELDS["snp"][1]),
                 signer=signer,
                 host_certs=host_certs,
                 configfs_tsm=configfs_tsm,
