@@ -1,0 +1,288 @@
+"""The Confidential Data Hub's configuration: guest-components' ``cdh.toml``, key for key.
+
+```toml
+socket = "unix:///run/confidential-containers/cdh.sock"
+skip_sealed_secret_verification = false   # true: unsigned (pre-v0.18) sealed secrets pass
+[aa]
+aa_socket = "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock"
+[kbc]                        # required
+name = "cc_kbc"              # or "offline_fs_kbc"
+url = "http://kbs:8080"      # cc_kbc: the KBS; offline_fs_kbc ignores it
+kbs_cert = "PEM"             # optional extra root for HTTPS to the KBS
+[[credentials]]              # fetched at start; any failure stops the start
+resource_uri = "kbs:///default/aliyun/ecs_ram_role"
+path = "/run/confidential-containers/cdh/kbs/kms-credential/aliyun/ecsRamRole.json"
+[image]                      # image-rs's ImageConfig (kept and typed; image pulls are not ours)
+[log]
+level = "info"
+```
+
+Each credential ``path`` must lie below ``/run/confidential-containers/cdh/kbs`` and
+have no empty, ``.`` or ``..`` segment; a config that breaks the rule is refused at
+load, naming the entry.  Keys upstream does not know are ignored, as upstream ignores
+them, and listed in :attr:`CdhConfig.warnings`.  Anything else wrong is a
+:class:`~veritee.errors.ConfigError` naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from veritee.errors import ConfigError, ParseError
+from veritee.guest.resource_uri import parse_resource_uri
+
+__all__ = [
+    "CREDENTIALS_ROOT",
+    "DEFAULT_AA_SOCKET",
+    "DEFAULT_SOCKET",
+    "AaSection",
+    "CdhConfig",
+    "Credential",
+    "ImageConfig",
+    "ImagePullProxy",
+    "KbcConfig",
+    "KbcName",
+    "LogConfig",
+    "Registry",
+    "RegistryConfig",
+    "RegistryMirror",
+    "credential_relative_path",
+    "load_cdh_config",
+]
+
+CREDENTIALS_ROOT = PurePosixPath("/run/confidential-containers/cdh/kbs")
+DEFAULT_SOCKET = "unix:///run/confidential-containers/cdh.sock"
+DEFAULT_AA_SOCKET = "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock"
+DEFAULT_IMAGE_WORK_DIR = "/run/kata-containers/image"
+
+KbcName = Literal["cc_kbc", "offline_fs_kbc"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+
+def credential_relative_path(path: str) -> PurePosixPath:
+    """Where ``path`` lies below :data:`CREDENTIALS_ROOT` (ValueError when it does not)."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise ValueError("contains a control character")
+    if not path.startswith("/"):
+        raise ValueError(f"must be an absolute path below {CREDENTIALS_ROOT}")
+    parts = path[1:].split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError("must not have an empty, '.' or '..' segment")
+    root = CREDENTIALS_ROOT.parts[1:]
+    if tuple(parts[: len(root)]) != root or len(parts) == len(root):
+        raise ValueError(f"must be a file below {CREDENTIALS_ROOT}")
+    return PurePosixPath(*parts[len(root) :])
+
+
+def _resource_or_file_uri(value: str | None) -> str | None:
+    if value is None or value.startswith("file:///"):
+        return value
+    if value.lower().startswith("kbs"):
+        try:
+            parse_resource_uri(value)
+        except ParseError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+    raise ValueError("expected a kbs:/// resource URI or a file:/// path")
+
+
+class AaSection(_Section):
+    aa_socket: str = DEFAULT_AA_SOCKET
+
+
+class KbcConfig(_Section):
+    name: KbcName
+    url: str = Field(default="", validate_default=True)
+    kbs_cert: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("name") != "cc_kbc":
+            return value  # offline_fs_kbc ignores it (upstream's own test sets "null")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("cc_kbc needs the KBS's http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class Credential(_Section):
+    resource_uri: str
+    path: str
+
+    @field_validator("resource_uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        try:
+            parse_resource_uri(value)
+        except ParseError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        credential_relative_path(value)
+        return value
+
+    @property
+    def relative_path(self) -> PurePosixPath:
+        """The path below :data:`CREDENTIALS_ROOT`."""
+        return credential_relative_path(self.path)
+
+
+class ImagePullProxy(_Section):
+    https_proxy: str | None = None
+    http_proxy: str | None = None
+    no_proxy: str | None = None
+
+
+class RegistryMirror(_Section):
+    location: str
+    insecure: bool = False
+
+
+class Registry(_Section):
+    prefix: str | None = None
+    location: str | None = None
+    insecure: bool = False
+    blocked: bool = False
+    mirror: list[RegistryMirror] = Field(default_factory=list)
+
+
+class RegistryConfig(_Section):
+    """containers-registries.conf(5): search registries, blocking, mirrors, remapping."""
+
+    unqualified_search_registries: list[str] = Field(
+        default_factory=list, alias="unqualified-search-registries"
+    )
+    registry: list[Registry] = Field(default_factory=list)
+
+
+class ImageConfig(_Section):
+    """image-rs's ImageConfig; an ``*_uri`` is a ``kbs:///`` URI or a ``file:///`` path,
+    and wins over its inline twin when both are set."""
+
+    work_dir: str = DEFAULT_IMAGE_WORK_DIR
+    max_concurrent_layer_downloads_per_image: int = Field(default=3, ge=1)
+    image_security_policy_uri: str | None = None
+    image_security_policy: str | None = None
+    sigstore_config_uri: str | None = None
+    sigstore_config: str | None = None
+    authenticated_registry_credentials_uri: str | None = None
+    registry_configuration_uri: str | None = None
+    registry_config: RegistryConfig | None = None
+    extra_root_certificates: list[str] = Field(default_factory=list)
+    image_pull_proxy: ImagePullProxy | None = None
+
+    @field_validator(
+        "image_security_policy_uri",
+        "sigstore_config_uri",
+        "authenticated_registry_credentials_uri",
+        "registry_configuration_uri",
+    )
+    @classmethod
+    def _uris(cls, value: str | None) -> str | None:
+        return _resource_or_file_uri(value)
+
+
+class LogConfig(_Section):
+    level: Literal["trace", "debug", "info", "warn", "error", "off"] = "info"
+
+
+class CdhConfig(_Section):
+    socket: str = DEFAULT_SOCKET
+    skip_sealed_secret_verification: bool = False
+    aa: AaSection = AaSection()
+    kbc: KbcConfig
+    credentials: list[Credential] = Field(default_factory=list)
+    image: ImageConfig | None = None
+    log: LogConfig = LogConfig()
+    _source: str = PrivateAttr(default="defaults")
+
+    @property
+    def source(self) -> str:
+        """The file (or other origin) the config was read from, for messages."""
+        return self._source
+
+    @property
+    def warnings(self) -> list[str]:
+        """Keys upstream does not know, as ``section.key`` (they are ignored)."""
+        return _unknown(self, "")
+
+    @classmethod
+    def from_text(cls, text: str, source: str) -> CdhConfig:
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not TOML: {exc}") from exc
+        return cls.from_mapping(doc, source)
+
+    @classmethod
+    def from_mapping(cls, doc: Mapping[str, Any], source: str) -> CdhConfig:
+        try:
+            config = cls.model_validate(dict(doc))
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_problems(exc)}") from None
+        config._source = source
+        return config
+
+
+def load_cdh_config(path: Path) -> CdhConfig:
+    """Read ``cdh.toml`` (a ConfigError names the file when it cannot be read)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    return CdhConfig.from_text(text, str(path))
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _problems(exc: ValidationError) -> str:
+    found = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "missing (required)"
+        elif error["type"] in ("model_type", "dict_type"):
+            message = "expected a table"
+        got = error.get("input")
+        shown = f"; got {got!r}" if isinstance(got, str | int | float | bool) else ""
+        if shown and repr(got) in message:
+            shown = ""
+        found.append(f"{_where(error['loc'])}: {message}{shown}")
+    return "; ".join(found)
+
+
+def _unknown(model: BaseModel, prefix: str) -> list[str]:
+    found = [f"{prefix}{key}" for key in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            found += _unknown(value, f"{prefix}{name}.")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    found += _unknown(item, f"{prefix}{name}[{index}].")
+    return found
