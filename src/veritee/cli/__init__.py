@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from veritee.cli import client, collateral, demo, emulator, initdata, rvps, serve, token, verify
+from veritee.cli import (
+    client,
+    collateral,
+    demo,
+    emulator,
+    initdata,
+    rvps,
+    secret,
+    serve,
+    token,
+    verify,
+)
 
 app = typer.Typer(
     name="veritee",
@@ -22,6 +33,7 @@ app.add_typer(token.app, name="token", help="Verify EAR attestation tokens.")
 app.add_typer(rvps.app, name="rvps", help="Register, list and delete reference values.")
 app.add_typer(client.app, name="client", help="A KBS client compatible with Trustee's kbs-client.")
 app.add_typer(initdata.app, name="initdata", help="Encode, decode and digest initdata.")
+app.add_typer(secret.app, name="secret", help="Seal, unseal and make keys for sealed secrets.")
 
 
 def main() -> None:
