@@ -105,9 +105,7 @@ def keygen(
 
 @app.command()
 def seal(
-    name: Annotated[
-        str, typer.Option("--name", help="Where the secret is: kbs:///repo/type/tag.")
-    ],
+    name: Annotated[str, typer.Option("--name", help="Where the secret is: kbs:///repo/type/tag.")],
     signing_key: Annotated[
         Path, typer.Option("--signing-key", help="The private P-256 JWK that signs.")
     ],
@@ -146,9 +144,7 @@ def seal(
 
 @app.command()
 def unseal(
-    secret: Annotated[
-        str, typer.Argument(help="The sealed secret, or - to read it from stdin.")
-    ],
+    secret: Annotated[str, typer.Argument(help="The sealed secret, or - to read it from stdin.")],
     public_key: Annotated[
         Path, typer.Option("--public-key", help="The signer's public P-256 JWK.")
     ],
