@@ -24,18 +24,33 @@ def veritee_server(args: list[str], log: Path, *, timeout_s: float = 60) -> Iter
     """Start ``veritee <args> --port P``, wait for /healthz, yield its URL; output goes to
     ``log``."""
     port = free_port()
+    with _running([*args, "--port", str(port)], log, port, "/healthz", timeout_s) as url:
+        yield url
+
+
+@contextmanager
+def veritee_agent(args: list[str], log: Path, *, timeout_s: float = 60) -> Iterator[str]:
+    """Start ``veritee agent serve <args> --bind 127.0.0.1:P``, wait for /info, yield its URL."""
+    port = free_port()
+    command = ["agent", "serve", *args, "--bind", f"127.0.0.1:{port}"]
+    with _running(command, log, port, "/info", timeout_s) as url:
+        yield url
+
+
+@contextmanager
+def _running(
+    args: list[str], log: Path, port: int, ready: str, timeout_s: float
+) -> Iterator[str]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "veritee", *args, "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "veritee", *args], stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{ready}", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

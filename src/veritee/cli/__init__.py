@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from veritee.cli import (
+    agent,
     client,
     collateral,
     demo,
@@ -34,6 +35,7 @@ app.add_typer(rvps.app, name="rvps", help="Register, list and delete reference v
 app.add_typer(client.app, name="client", help="A KBS client compatible with Trustee's kbs-client.")
 app.add_typer(initdata.app, name="initdata", help="Encode, decode and digest initdata.")
 app.add_typer(secret.app, name="secret", help="Seal, unseal and make keys for sealed secrets.")
+app.add_typer(agent.app, name="agent", help="The guest's Attestation Agent, CDH and REST API.")
 
 
 def main() -> None:

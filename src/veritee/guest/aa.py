@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from veritee.errors import VeriteeError
+from veritee.errors import ParseError, VeriteeError
 from veritee.guest.aa_config import AaConfig
 from veritee.guest.attesters.base import REPORT_DATA_MAX, Attester
 from veritee.guest.eventlog import AaEventLog
@@ -165,8 +165,12 @@ class AttestationAgent:
         """A KBS resource (``kbs:///repo/type/tag``) through the agent's attested session."""
         parsed = parse_resource_uri(uri)
         if parsed.plugin != "resource" or parsed.query is not None:
-            raise AgentError(
-                f"{parsed}: only the KBS resource plugin without a query is served here"
+            raise ParseError(
+                "resource uri", f"{parsed}: only the KBS resource plugin, without a query"
+            )
+        if len(parsed.segments) != 3:
+            raise ParseError(
+                "resource uri", f"{parsed}: the resource plugin wants <repository>/<type>/<tag>"
             )
         with self._kbs_lock:
             return self._kbs_client().get_resource(parsed.resource_path)

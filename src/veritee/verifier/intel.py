@@ -137,6 +137,14 @@ def _event_log_claims(ccel: bytes, body: TdReport) -> JSON:
         entries = parse_ccel(ccel)
     except ParseError as exc:
         raise VerificationError("eventlog", str(exc)) from exc
+    for entry in entries:
+        # An AAEL entry's digest covers its whole tagged event: a policy must never see
+        # event text other than what was extended, even though replay uses only digests.
+        if entry["details"].get("unicode_name") == "AAEL" and not entry["digest_matches_event"]:
+            raise VerificationError(
+                "eventlog",
+                f"AAEL entry {entry['index']}: its event data does not hash to its digest",
+            )
     replayed = replay(entries)
     for index, (got, want) in enumerate(zip(replayed, body.rtmrs, strict=True)):
         if not hmac.compare_digest(got, want):
