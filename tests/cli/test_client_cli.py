@@ -272,8 +272,6 @@ def test_sample_reference_value_messages() -> None:
     "args",
     [
         ["get-resource"],  # --path is required
-        ["get-resource", "--path", "a/b/c"],  # no evidence source
-        ["attest"],  # no evidence source
         ["attest", "--tee", "cca", "--emulated", "."],
         ["attest", "--emulated", "/nonexistent/root"],
         ["get-resource", "--path", "a/b/c", "--attestation-token", "TOKENFILE"],
@@ -312,10 +310,27 @@ def test_cli_usage_errors_exit_2(
     assert kbs.requests == []
 
 
-def test_cli_without_emulated_says_how(runner: CliRunner, kbs: CliKbs) -> None:
-    result = run(runner, kbs, "get-resource", "--path", "a/b/c")
-    assert result.exit_code == 2
+@pytest.mark.parametrize("command", [["get-resource", "--path", "a/b/c"], ["attest"]])
+def test_on_a_host_without_a_tee_it_says_so(
+    runner: CliRunner, kbs: CliKbs, command: list[str]
+) -> None:
+    """This test host has no TEE interface: without --emulated or --tee sample the
+    client names every interface it looked for, and says what to do instead."""
+    result = run(runner, kbs, *command)
+    assert result.exit_code == 1
+    assert "no TEE found; looked for: configfs-tsm" in result.stderr
+    assert "/dev/tdx_guest (absent)" in result.stderr
     assert "--emulated ROOTDIR" in result.stderr
+    assert "--tee sample" in result.stderr
     assert result.stdout == ""
     assert kbs.requests == []
+
+
+def test_sample_evidence_without_the_emulator(runner: CliRunner, kbs: CliKbs) -> None:
+    """`--tee sample` attests with Trustee's sample attester, no test root needed (the
+    fixture's KBS accepts sample evidence)."""
+    result = run(runner, kbs, "attest", "--tee", "sample")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count(".") == 2  # a JWT
+
 

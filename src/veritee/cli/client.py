@@ -1,17 +1,19 @@
 """``veritee client``: Trustee's ``kbs-client``, flag for flag.
 
 ``veritee client [--url URL] [--cert-file PEM] attest|get-resource|config …``
-talks to a KBS (Trustee or ``veritee serve``).  Evidence comes from the emulator
-(``--emulated ROOTDIR``, a test root made by ``veritee emulator init``); there is
-no local TEE attester yet.
+talks to a KBS (Trustee or ``veritee serve``).  Evidence comes from the TEE this host
+runs in (TDX, SNP or SGX, detected as guest-components detects it), from Trustee's
+sample attester (``--tee sample``), or from the emulator (``--emulated ROOTDIR``, a
+test root made by ``veritee emulator init``).  On a host with no TEE and neither
+option, it says so and exits 1.
 
 Output is kbs-client's: ``attest`` prints the token, ``get-resource`` the secret
 in standard base64, the ``config`` commands kbs-client's success lines.  A
 denial is printed the way kbs-client prints it (a ``WARN`` line with the
 ``ErrorInformation`` per refused attempt, then ``Error: request unauthorized``).
 
-Exit codes: 0 done, 1 refused or failed, 2 usage (bad or missing options,
-unreadable files, no evidence source).
+Exit codes: 0 done, 1 refused or failed (or no TEE on this host), 2 usage (bad or
+missing options, unreadable files).
 """
 
 from __future__ import annotations
@@ -28,13 +30,20 @@ from typing import Annotated, Any, NoReturn
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from rich.console import Console
+from rich.markup import escape
 
 from veritee.auth.admin import sign_admin_token
 from veritee.errors import VeriteeError
+from veritee.guest.attesters.detect import detect_attester, no_tee_error
+from veritee.guest.attesters.linux import LinuxKernel
+from veritee.guest.attesters.provider import AttesterEvidenceProvider
+from veritee.guest.attesters.sample import SampleAttester, SampleDeviceAttester
 from veritee.guest.emulated import EmulatedEvidenceProvider
 from veritee.guest.kbs_client import ADMIN_TOKEN_LIFETIME_S, KbsClient, StaticTokenProvider
 from veritee.guest.kbs_http import KbsRequestError
 from veritee.guest.kbs_protocol import (
+    EvidenceProvider,
     KbsClientError,
     TeeKey,
     generate_tee_key,
@@ -200,16 +209,31 @@ def _tee_key(path: Path | None, *, create: bool) -> TeeKey | None:
         _usage(f"{path}: {exc}")
 
 
-def _provider(emulated: Path | None, devices: list[str] | None) -> EmulatedEvidenceProvider:
-    if emulated is None:
-        _usage(
-            "no TEE attester is available on this host; "
-            "pass --emulated ROOTDIR to attest with the emulator's evidence"
+def _provider(
+    tee: str | None, emulated: Path | None, devices: list[str] | None
+) -> tuple[str, EvidenceProvider]:
+    """The TEE and where its evidence comes from: the emulator under ``--emulated``, the
+    sample attester for ``--tee sample``, else the TEE this host runs in (detected)."""
+    if devices and any(d != "sampledevice" for d in devices):
+        raise typer.BadParameter("the one device is sampledevice", param_hint="--device")
+    if emulated is not None:
+        return tee or "sample", EmulatedEvidenceProvider(emulated, devices=devices or ())
+    extra = [SampleDeviceAttester()] if devices else []
+    if tee == "sample":
+        return tee, AttesterEvidenceProvider(SampleAttester(), extra)
+    kernel = LinuxKernel()
+    attester = detect_attester(kernel)
+    if attester is None:
+        error = no_tee_error(kernel)
+        Console(stderr=True, highlight=False).print(
+            f"error: {escape(str(error))}; pass --emulated ROOTDIR to attest with the "
+            "emulator, or --tee sample for Trustee's sample evidence",
+            soft_wrap=True,
         )
-    try:
-        return EmulatedEvidenceProvider(emulated, devices=devices or ())
-    except KbsClientError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--device") from exc
+        raise typer.Exit(1)
+    if tee is not None and tee != attester.tee:
+        _usage(f"--tee {tee}: this host runs in a {attester.tee} TEE")
+    return attester.tee, AttesterEvidenceProvider(attester, extra)
 
 
 def _client(target: _Target, **kwargs: Any) -> KbsClient:
@@ -222,7 +246,13 @@ def _client(target: _Target, **kwargs: Any) -> KbsClient:
 
 
 TeeOption = Annotated[
-    str, typer.Option("--tee", help="TEE of the evidence: tdx, sgx, snp or sample.")
+    str | None,
+    typer.Option(
+        "--tee",
+        metavar="tdx|sgx|snp|sample",
+        help="TEE of the evidence [default: the TEE this host runs in; sample with --emulated].",
+        show_default=False,
+    ),
 ]
 EmulatedOption = Annotated[
     Path | None,
@@ -260,7 +290,7 @@ def main(
 @app.command()
 def attest(
     ctx: typer.Context,
-    tee: TeeOption = "sample",
+    tee: TeeOption = None,
     emulated: EmulatedOption = None,
     tee_key_file: Annotated[
         Path | None,
@@ -275,9 +305,9 @@ def attest(
     """Run the RCAR handshake and print the attestation token."""
     target: _Target = ctx.obj
     _check_tee(tee)
-    provider = _provider(emulated, device)
+    kind, provider = _provider(tee, emulated, device)
     key = _tee_key(tee_key_file, create=True)
-    with _reporting(_client(target, evidence_provider=provider, tee=tee, tee_key=key)) as client:
+    with _reporting(_client(target, evidence_provider=provider, tee=kind, tee_key=key)) as client:
         token = client.attest()
     typer.echo(token)
 
@@ -286,7 +316,7 @@ def attest(
 def get_resource(
     ctx: typer.Context,
     path: Annotated[str, typer.Option("--path", help="Resource path <repo>/<type>/<tag>.")],
-    tee: TeeOption = "sample",
+    tee: TeeOption = None,
     emulated: EmulatedOption = None,
     tee_key_file: Annotated[
         Path | None,
@@ -318,21 +348,21 @@ def get_resource(
         key = _tee_key(tee_key_file, create=False)
         assert key is not None
         passport = StaticTokenProvider(token, key)
-        with _reporting(_client(target, token_provider=passport, tee=tee)) as client:
+        with _reporting(_client(target, token_provider=passport, tee=tee or "sample")) as client:
             data = client.get_resource(path)
     else:
-        provider = _provider(emulated, device)
+        kind, provider = _provider(tee, emulated, device)
         key = _tee_key(tee_key_file, create=False)
-        guest = _client(target, evidence_provider=provider, tee=tee, tee_key=key)
+        guest = _client(target, evidence_provider=provider, tee=kind, tee_key=key)
         with _reporting(guest) as client:
             data = client.get_resource(path, on_unauthorized=_warn_unauthorized)
     typer.echo(_b64(data))
 
 
-def _check_tee(tee: str) -> None:
+def _check_tee(tee: str | None) -> None:
     from veritee.emulator.evidence import EMULATED_TEES
 
-    if tee not in EMULATED_TEES:
+    if tee is not None and tee not in EMULATED_TEES:
         raise typer.BadParameter(f"expected one of {', '.join(EMULATED_TEES)}", param_hint="--tee")
 
 

@@ -36,6 +36,7 @@ import httpx
 from veritee.errors import ParseError, VeriteeError
 from veritee.guest.aa_config import AaConfig
 from veritee.guest.attesters.base import REPORT_DATA_MAX, Attester
+from veritee.guest.attesters.provider import AttesterEvidenceProvider
 from veritee.guest.eventlog import AaEventLog
 from veritee.guest.kbs_client import KbsClient
 from veritee.guest.kbs_protocol import KeyAlg, tee_key_pem, token_claims
@@ -95,6 +96,7 @@ class AttestationAgent:
         self.attester = attester
         self.config = config
         self.devices = tuple(devices)
+        self._provider = AttesterEvidenceProvider(attester, self.devices)
         self.initdata = initdata
         self.eventlog = eventlog
         self._http = http
@@ -139,12 +141,10 @@ class AttestationAgent:
     # The KBS client's evidence-provider protocol: the agent is its own provider.
 
     def evidence(self, tee: str, report_data: bytes) -> bytes:
-        if tee != self.tee:
-            raise AgentError(f"this agent runs in a {self.tee} TEE, not {tee}")
-        return self.attester.evidence(report_data)
+        return self._provider.evidence(tee, report_data)
 
     def additional_evidence(self, report_data: bytes) -> Mapping[str, Any]:
-        return {d.tee: json.loads(d.evidence(report_data)) for d in self.devices}
+        return self._provider.additional_evidence(report_data)
 
     # -- tokens ---------------------------------------------------------------------------
 
