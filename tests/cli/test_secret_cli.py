@@ -14,7 +14,11 @@ from datadir import GUEST_COMPONENTS
 from typer.testing import CliRunner, Result
 
 from veritee.cli import app
-from veritee.guest.cdh import load_verifying_jwk, open_sealed_secret, seal_secret
+from veritee.guest.sealed_secret import (
+    load_verifying_jwk,
+    open_sealed_secret,
+    seal_secret,
+)
 
 TESTS = GUEST_COMPONENTS / "confidential-data-hub" / "hub" / "src" / "secret" / "tests"
 TEST_KEY = TESTS / "test-key.json"

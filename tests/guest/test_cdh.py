@@ -22,16 +22,20 @@ from kbs_live import ALLOW, Kbs, Wire, live_kbs
 from veritee.errors import ConfigError, ParseError, VeriteeError
 from veritee.guest.cdh import (
     ConfidentialDataHub,
+)
+from veritee.guest.cdh_config import CdhConfig, load_cdh_config
+from veritee.guest.cdh_errors import (
     CredentialError,
     ResourceNotFound,
     SealedSecretSignatureError,
-    seal_secret,
 )
-from veritee.guest.cdh_config import CdhConfig, load_cdh_config
 from veritee.guest.emulated import EmulatedEvidenceProvider
 from veritee.guest.kbs_client import KbsClient
 from veritee.guest.kbs_http import KbsRequestError
 from veritee.guest.resource_uri import parse_resource_uri
+from veritee.guest.sealed_secret import (
+    seal_secret,
+)
 
 CDH = GUEST_COMPONENTS / "confidential-data-hub"
 SECRETS = CDH / "hub" / "src" / "secret" / "tests"

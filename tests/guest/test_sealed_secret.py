@@ -27,7 +27,9 @@ from joserfc.jwk import ECKey, OctKey, RSAKey
 from veritee.errors import VeriteeError
 from veritee.guest.cdh import (
     ConfidentialDataHub,
-    EnvelopeSecret,
+)
+from veritee.guest.cdh_config import CdhConfig
+from veritee.guest.cdh_errors import (
     ResourceNotFound,
     SealedSecretError,
     SealedSecretFormatError,
@@ -36,13 +38,15 @@ from veritee.guest.cdh import (
     SealedSecretVersionError,
     UnsupportedSecretProvider,
     UnsupportedSecretType,
+)
+from veritee.guest.sealed_secret import (
+    EnvelopeSecret,
     VaultSecret,
     load_verifying_jwk,
     open_sealed_secret,
     parse_secret_payload,
     seal_secret,
 )
-from veritee.guest.cdh_config import CdhConfig
 
 TESTS = GUEST_COMPONENTS / "confidential-data-hub" / "hub" / "src" / "secret" / "tests"
 KEY = json.loads((TESTS / "test-key.json").read_text())

@@ -29,16 +29,18 @@ from rich.console import Console
 from rich.markup import escape
 
 from veritee.errors import ParseError
-from veritee.guest.cdh import (
-    SEALED_SECRET_ALG,
+from veritee.guest.cdh_errors import (
     SealedSecretError,
+)
+from veritee.guest.resource_uri import parse_resource_uri
+from veritee.guest.sealed_secret import (
+    SEALED_SECRET_ALG,
     VaultSecret,
     load_signing_jwk,
     load_verifying_jwk,
     open_sealed_secret,
     seal_secret,
 )
-from veritee.guest.resource_uri import parse_resource_uri
 
 __all__ = ["app", "public_key_path"]
 

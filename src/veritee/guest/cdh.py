@@ -31,56 +31,39 @@ import base64
 import binascii
 import json
 import os
-import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
 
-from joserfc import jws
-from joserfc.errors import BadSignatureError, JoseError, MissingAlgorithmError
 from joserfc.jwk import ECKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from veritee.errors import ConfigError, ParseError, VeriteeError
 from veritee.guest.cdh_config import CREDENTIALS_ROOT, CdhConfig, Credential
+from veritee.guest.cdh_errors import (
+    CredentialError,
+    ResourceNotFound,
+    SealedSecretFormatError,
+    SealedSecretKeyError,
+    UnsupportedSecretProvider,
+    shorten,
+)
 from veritee.guest.resource_uri import parse_resource_uri
+from veritee.guest.sealed_secret import (
+    EnvelopeSecret,
+    load_verifying_jwk,
+    open_sealed_secret,
+)
 
 __all__ = [
     "DEFAULT_CREDENTIALS_ROOT",
     "DEFAULT_SEALED_KEY_DIR",
-    "MAX_SEALED_SECRET",
     "OFFLINE_FS_KBC_FILES",
-    "SEALED_PREFIX",
-    "SEALED_SECRET_ALG",
-    "SEALED_SECRET_VERSION",
-    "CdhError",
     "ConfidentialDataHub",
-    "CredentialError",
-    "EnvelopeSecret",
-    "KeyResolver",
     "ResourceGetter",
-    "ResourceNotFound",
-    "SealedSecretError",
-    "SealedSecretFormatError",
-    "SealedSecretKeyError",
-    "SealedSecretSignatureError",
-    "SealedSecretVersionError",
-    "SecretPayload",
-    "UnsupportedSecretError",
-    "UnsupportedSecretProvider",
-    "UnsupportedSecretType",
-    "VaultSecret",
     "load_offline_fs_resources",
-    "load_signing_jwk",
-    "load_verifying_jwk",
-    "open_sealed_secret",
-    "parse_secret_payload",
-    "seal_secret",
 ]
 
 ResourceGetter = Callable[[str], bytes]
-KeyResolver = Callable[[str], ECKey]
 
 DEFAULT_CREDENTIALS_ROOT = Path(str(CREDENTIALS_ROOT))
 DEFAULT_SEALED_KEY_DIR = Path("/run/confidential-containers/cdh/sealed-secret")
@@ -88,273 +71,6 @@ OFFLINE_FS_KBC_FILES = (
     Path("/etc/aa-offline_fs_kbc-keys.json"),
     Path("/etc/aa-offline_fs_kbc-resources.json"),
 )
-SEALED_PREFIX = "sealed."
-SEALED_SECRET_VERSION = "0.1.0"  # noqa: S105 (a format version, not a secret)
-SEALED_SECRET_ALG = "ES256"  # noqa: S105 (an algorithm name)
-MAX_SEALED_SECRET = 1 << 20  # a Kubernetes Secret's own limit
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class CdhError(VeriteeError):
-    """A Confidential Data Hub failure."""
-
-
-class ResourceNotFound(CdhError):
-    """``offline_fs_kbc`` has no such resource."""
-
-
-class CredentialError(CdhError):
-    """A ``[[credentials]]`` entry could not be fetched or written; the message names it."""
-
-
-class SealedSecretError(CdhError):
-    """A sealed secret that cannot be unsealed."""
-
-
-class SealedSecretFormatError(SealedSecretError):
-    """Not ``sealed.`` + compact JWS, or a payload that is not the expected JSON."""
-
-
-class SealedSecretVersionError(SealedSecretFormatError):
-    """A payload whose ``version`` is not ``0.1.0``."""
-
-
-class SealedSecretSignatureError(SealedSecretError):
-    """Not signed with ES256, or the signature does not verify with the named key."""
-
-
-class SealedSecretKeyError(SealedSecretError):
-    """The ``kid`` is missing, unsafe or unknown, or its key is not a P-256 JWK."""
-
-
-class UnsupportedSecretError(SealedSecretError):
-    """A well-formed secret this hub cannot reveal."""
-
-
-class UnsupportedSecretType(UnsupportedSecretError):
-    """A ``type`` other than ``vault`` and ``envelope``."""
-
-
-class UnsupportedSecretProvider(UnsupportedSecretError):
-    """A provider (KMS) that is not available here."""
-
-
-# --- the payload -------------------------------------------------------------------------------
-
-
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
-
-
-class VaultSecret(_Payload):
-    """The secret is stored elsewhere; ``name`` says where (a resource URI for ``kbs``)."""
-
-    version: str = SEALED_SECRET_VERSION
-    type: Literal["vault"] = "vault"
-    name: str
-    provider: str = "kbs"
-    provider_settings: dict[str, Any] = Field(default_factory=dict)
-    annotations: dict[str, Any] = Field(default_factory=dict)
-
-
-class EnvelopeSecret(_Payload):
-    """The secret travels encrypted under a data key that a KMS wraps."""
-
-    version: str = SEALED_SECRET_VERSION
-    type: Literal["envelope"] = "envelope"
-    key_id: str
-    encrypted_key: str
-    encrypted_data: str
-    wrap_type: Literal["A256GCM", "A256CTR"]
-    iv: str
-    provider: str
-    provider_settings: dict[str, Any] = Field(default_factory=dict)
-    annotations: dict[str, Any] = Field(default_factory=dict)
-
-
-SecretPayload = VaultSecret | EnvelopeSecret
-_PAYLOADS: dict[str, type[VaultSecret] | type[EnvelopeSecret]] = {
-    "vault": VaultSecret,
-    "envelope": EnvelopeSecret,
-}
-
-
-def _short(value: object, limit: int = 80) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= limit else shown[:limit] + "..."
-
-
-def parse_secret_payload(data: bytes) -> SecretPayload:
-    """The payload of a sealed secret: version ``0.1.0``, ``type`` vault or envelope."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise SealedSecretFormatError("the payload is not JSON") from None
-    if not isinstance(doc, dict):
-        raise SealedSecretFormatError("the payload is not a JSON object")
-    version = doc.get("version")
-    if version != SEALED_SECRET_VERSION:
-        raise SealedSecretVersionError(
-            f"payload version {_short(version)} is not supported (expected "
-            f"{SEALED_SECRET_VERSION!r})"
-        )
-    kind = doc.get("type")
-    if kind is None:
-        raise SealedSecretFormatError("the payload has no 'type'")
-    model = _PAYLOADS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise UnsupportedSecretType(
-            f"secret type {_short(kind)} is not supported (vault or envelope)"
-        )
-    try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise SealedSecretFormatError(f"the {kind} payload: {problems}") from None
-
-
-# --- keys --------------------------------------------------------------------------------------
-
-
-def _jwk_document(source: Mapping[str, Any] | str | bytes, what: str) -> dict[str, Any]:
-    if isinstance(source, Mapping):
-        return dict(source)
-    try:
-        doc = json.loads(source)
-    except (ValueError, UnicodeDecodeError):
-        raise SealedSecretKeyError(f"{what} is not JWK JSON") from None
-    if not isinstance(doc, dict):
-        raise SealedSecretKeyError(f"{what} is not a JWK (a JSON object)")
-    return doc
-
-
-def _import_p256(doc: dict[str, Any], what: str) -> ECKey:
-    if doc.get("kty") != "EC" or doc.get("crv") != "P-256":
-        raise SealedSecretKeyError(f"{what} is not an EC P-256 JWK")
-    try:
-        return ECKey.import_key(doc)
-    except (JoseError, ValueError, TypeError, KeyError):
-        raise SealedSecretKeyError(f"{what} is not a valid EC P-256 JWK") from None
-
-
-def load_verifying_jwk(source: Mapping[str, Any] | str | bytes, what: str = "the key") -> ECKey:
-    """The public P-256 key of a JWK (of a private JWK, only its public half is kept)."""
-    key = _import_p256(_jwk_document(source, what), what)
-    return ECKey.import_key(key.as_dict(private=False))
-
-
-def load_signing_jwk(source: Mapping[str, Any] | str | bytes, what: str = "the key") -> ECKey:
-    """A private P-256 JWK (the signer's)."""
-    key = _import_p256(_jwk_document(source, what), what)
-    if not key.is_private:
-        raise SealedSecretKeyError(f"{what} is a public key; sealing needs the private key")
-    return key
-
-
-# --- sealing and opening -----------------------------------------------------------------------
-
-
-def seal_secret(
-    payload: SecretPayload | Mapping[str, Any],
-    signing_key_jwk: Mapping[str, Any] | str | bytes | ECKey,
-    kid: str,
-) -> str:
-    """``sealed.`` + a compact ES256 JWS of ``payload`` with header ``{"alg","kid"}``."""
-    if isinstance(payload, VaultSecret | EnvelopeSecret):
-        model: SecretPayload = payload
-    else:
-        model = parse_secret_payload(json.dumps(dict(payload)).encode())
-    if model.version != SEALED_SECRET_VERSION:
-        raise SealedSecretVersionError(
-            f"payload version {_short(model.version)} is not supported "
-            f"(expected {SEALED_SECRET_VERSION!r})"
-        )
-    if not kid or any(ord(ch) < 0x20 for ch in kid):
-        raise SealedSecretKeyError("kid must be a non-empty string without control characters")
-    if isinstance(signing_key_jwk, ECKey):
-        key = signing_key_jwk
-        if not key.is_private or key.curve_name != "P-256":
-            raise SealedSecretKeyError("sealing needs a private EC P-256 key")
-    else:
-        key = load_signing_jwk(signing_key_jwk, "the signing key")
-    header = {"alg": SEALED_SECRET_ALG, "kid": kid}
-    body = model.model_dump_json().encode()
-    return SEALED_PREFIX + jws.serialize_compact(header, body, key, algorithms=[SEALED_SECRET_ALG])
-
-
-def _sealed_body(secret: bytes | str) -> str:
-    if isinstance(secret, bytes):
-        try:
-            secret = secret.decode("utf-8")
-        except UnicodeDecodeError:
-            raise SealedSecretFormatError("a sealed secret is ASCII text") from None
-    if len(secret) > MAX_SEALED_SECRET:
-        raise SealedSecretFormatError(f"longer than {MAX_SEALED_SECRET} bytes")
-    text = secret.strip()
-    if not text.startswith(SEALED_PREFIX):
-        raise SealedSecretFormatError(f"a sealed secret starts with {SEALED_PREFIX!r}")
-    body = text[len(SEALED_PREFIX) :]
-    if not body.isascii():
-        raise SealedSecretFormatError("a sealed secret is ASCII text")
-    return body
-
-
-def _b64url_decode(part: str, what: str) -> bytes:
-    if _B64URL.fullmatch(part) is None or len(part) % 4 == 1:
-        raise SealedSecretFormatError(f"the {what} is not base64url")
-    try:
-        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-    except (binascii.Error, ValueError):
-        raise SealedSecretFormatError(f"the {what} is not base64url") from None
-
-
-def open_sealed_secret(secret: bytes | str, resolve_key: KeyResolver | None) -> SecretPayload:
-    """Check ``secret`` and return its payload.
-
-    ``resolve_key`` maps the header's ``kid`` to the public key; ``None`` skips the
-    signature (``skip_sealed_secret_verification``: any ``sealed.<a>.<payload>.<b>``).
-    """
-    body = _sealed_body(secret)
-    parts = body.split(".")
-    if len(parts) != 3:
-        raise SealedSecretFormatError(
-            "expected sealed.<header>.<payload>.<signature> (a compact JWS after 'sealed.')"
-        )
-    if resolve_key is None:
-        return parse_secret_payload(_b64url_decode(parts[1], "payload"))
-    try:
-        header = jws.extract_compact(body.encode("ascii")).headers()
-    except MissingAlgorithmError:
-        raise SealedSecretSignatureError(
-            f"the header names no 'alg': sealed secrets are signed with {SEALED_SECRET_ALG}"
-        ) from None
-    except (JoseError, ValueError):
-        raise SealedSecretFormatError("not a compact JWS after 'sealed.'") from None
-    alg = header.get("alg")
-    if alg != SEALED_SECRET_ALG:
-        raise SealedSecretSignatureError(
-            f"alg {_short(alg)} is not accepted: sealed secrets are signed with "
-            f"{SEALED_SECRET_ALG} only"
-        )
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise SealedSecretKeyError("the header names no key ('kid')")
-    key = resolve_key(kid)
-    try:
-        verified = jws.deserialize_compact(body, key, algorithms=[SEALED_SECRET_ALG])
-    except BadSignatureError:
-        raise SealedSecretSignatureError(
-            f"the signature does not verify with the key {_short(kid)}"
-        ) from None
-    except (JoseError, ValueError) as exc:
-        reason = exc.error if isinstance(exc, JoseError) else "malformed"
-        raise SealedSecretSignatureError(f"the JWS is refused ({reason})") from None
-    return parse_secret_payload(verified.payload)
 
 
 # --- offline_fs_kbc ----------------------------------------------------------------------------
@@ -460,12 +176,12 @@ class ConfidentialDataHub:
         payload = open_sealed_secret(secret, None if skip else self._sealing_key)
         if isinstance(payload, EnvelopeSecret):
             raise UnsupportedSecretProvider(
-                f"envelope secrets need the {_short(payload.provider)} KMS to unwrap their "
+                f"envelope secrets need the {shorten(payload.provider)} KMS to unwrap their "
                 "data key; no KMS provider (aliyun, aws, ehsm) is available here"
             )
         if payload.provider != "kbs":
             raise UnsupportedSecretProvider(
-                f"vault provider {_short(payload.provider)} is not available here (only 'kbs')"
+                f"vault provider {shorten(payload.provider)} is not available here (only 'kbs')"
             )
         try:
             parse_resource_uri(payload.name)
@@ -474,7 +190,7 @@ class ConfidentialDataHub:
         return self.get_resource(payload.name)
 
     def _sealing_key(self, kid: str) -> ECKey:
-        what = f"the key {_short(kid)}"
+        what = f"the key {shorten(kid)}"
         if "://" in kid:
             try:
                 parse_resource_uri(kid)
@@ -490,7 +206,7 @@ class ConfidentialDataHub:
                 data = path.read_bytes()
             except FileNotFoundError:
                 raise SealedSecretKeyError(
-                    f"unknown key {_short(kid)}: no such file in {self.sealed_key_dir}"
+                    f"unknown key {shorten(kid)}: no such file in {self.sealed_key_dir}"
                 ) from None
             except OSError as exc:
                 raise SealedSecretKeyError(f"cannot read {what}: {exc.strerror}") from exc
@@ -504,13 +220,13 @@ class ConfidentialDataHub:
             or any(segment in ("", ".", "..") for segment in segments)
         ):
             raise SealedSecretKeyError(
-                f"kid {_short(kid)} is neither a resource URI nor a file name under "
+                f"kid {shorten(kid)} is neither a resource URI nor a file name under "
                 f"{self.sealed_key_dir} (no leading '/', no empty, '.' or '..' segment)"
             )
         root = self.sealed_key_dir.resolve()
         path = root.joinpath(*segments).resolve()
         if not path.is_relative_to(root):
-            raise SealedSecretKeyError(f"kid {_short(kid)} leads out of {self.sealed_key_dir}")
+            raise SealedSecretKeyError(f"kid {shorten(kid)} leads out of {self.sealed_key_dir}")
         return path
 
 
