@@ -70,8 +70,11 @@ def test_trailing_slash_is_dropped_and_unknown_keys_are_reported() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[token_configs.kbs]\n", "aa.toml: token_configs.kbs.url: Field required"),
-        ('[token_configs.kbs]\nurl = "kbs:8080"\n', "token_configs.kbs.url: Value error"),
+        ("[token_configs.kbs]\n", "aa.toml: token_configs.kbs.url: missing (required)"),
+        (
+            '[token_configs.kbs]\nurl = "kbs:8080"\n',
+            "token_configs.kbs.url: expected an http:// or https:// URL; got 'kbs:8080'",
+        ),
         ("[eventlog_config]\ninit_pcr = 99\n", "eventlog_config.init_pcr"),
         ('[eventlog_config]\nenable_eventlog = "yes"\n', "eventlog_config.enable_eventlog"),
         (

@@ -23,67 +23,43 @@ in :attr:`AaConfig.warnings`.  Anything of the wrong type is a
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field
 
-from veritee.errors import ConfigError
+from veritee.config_model import ConfigSection, HttpUrl, LogConfig, TomlConfig
 
 __all__ = ["AaConfig", "CocoAsConfig", "EventlogConfig", "KbsTokenConfig", "load_aa_config"]
 
 TeeKeyAlgorithm = Literal["ECDH-ES+A256KW-P256", "RSA-OAEP-256"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
-
-
-class KbsTokenConfig(_Section):
-    url: str
+class KbsTokenConfig(ConfigSection):
+    url: HttpUrl
     cert: str | None = None
     tee_key_algorithm: TeeKeyAlgorithm = "ECDH-ES+A256KW-P256"
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http:// or https:// URL")
-        return value.rstrip("/")
+
+class CocoAsConfig(ConfigSection):
+    url: HttpUrl
 
 
-class CocoAsConfig(_Section):
-    url: str
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http:// or https:// URL")
-        return value.rstrip("/")
-
-
-class TokenConfigs(_Section):
+class TokenConfigs(ConfigSection):
     kbs: KbsTokenConfig | None = None
     coco_as: CocoAsConfig | None = None
 
 
-class EventlogConfig(_Section):
+class EventlogConfig(ConfigSection):
     init_pcr: int = Field(default=17, ge=0, le=23)
     enable_eventlog: bool = False
 
 
-class LogConfig(_Section):
-    level: Literal["trace", "debug", "info", "warn", "error", "off"] = "info"
-
-
-class AaConfig(_Section):
+class AaConfig(TomlConfig):
     token_configs: TokenConfigs = TokenConfigs()
     eventlog_config: EventlogConfig = EventlogConfig()
     log: LogConfig = LogConfig()
-    source: str = Field(default="defaults", exclude=True)
 
     @property
     def kbs(self) -> KbsTokenConfig | None:
@@ -92,26 +68,6 @@ class AaConfig(_Section):
     @property
     def coco_as(self) -> CocoAsConfig | None:
         return self.token_configs.coco_as
-
-    @property
-    def warnings(self) -> list[str]:
-        """Keys upstream does not know, as ``section.key`` (they are ignored)."""
-        return _unknown(self, "")
-
-    @classmethod
-    def from_text(cls, text: str, source: str) -> AaConfig:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not TOML: {exc}") from exc
-        return cls.from_mapping(doc, source)
-
-    @classmethod
-    def from_mapping(cls, doc: Mapping[str, Any], source: str) -> AaConfig:
-        try:
-            return cls.model_validate({**doc, "source": source})
-        except ValidationError as exc:
-            raise ConfigError(f"{source}: {_first_problem(exc)}") from None
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> AaConfig:
@@ -125,25 +81,4 @@ class AaConfig(_Section):
 
 def load_aa_config(path: Path) -> AaConfig:
     """Read ``aa.toml`` (a ConfigError names the file when it cannot be read)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    return AaConfig.from_text(text, str(path))
-
-
-def _first_problem(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    got = error.get("input")
-    shown = f"; got {got!r}" if isinstance(got, str | int | float | bool) else ""
-    return f"{where}: {error['msg']}{shown}"
-
-
-def _unknown(model: BaseModel, prefix: str) -> list[str]:
-    found = [f"{prefix}{key}" for key in (model.model_extra or {})]
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            found += _unknown(value, f"{prefix}{name}.")
-    return found
+    return AaConfig.load(path)

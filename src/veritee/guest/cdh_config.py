@@ -26,22 +26,17 @@ them, and listed in :attr:`CdhConfig.warnings`.  Anything else wrong is a
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    PrivateAttr,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 
-from veritee.errors import ConfigError, ParseError
+from veritee.config_model import ConfigSection, LogConfig, TomlConfig
+from veritee.errors import ParseError
 from veritee.guest.resource_uri import parse_resource_uri
 
 __all__ = [
@@ -71,10 +66,6 @@ DEFAULT_IMAGE_WORK_DIR = "/run/kata-containers/image"
 KbcName = Literal["cc_kbc", "offline_fs_kbc"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
-
-
 def credential_relative_path(path: str) -> PurePosixPath:
     """Where ``path`` lies below :data:`CREDENTIALS_ROOT` (ValueError when it does not)."""
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
@@ -102,11 +93,11 @@ def _resource_or_file_uri(value: str | None) -> str | None:
     raise ValueError("expected a kbs:/// resource URI or a file:/// path")
 
 
-class AaSection(_Section):
+class AaSection(ConfigSection):
     aa_socket: str = DEFAULT_AA_SOCKET
 
 
-class KbcConfig(_Section):
+class KbcConfig(ConfigSection):
     name: KbcName
     url: str = Field(default="", validate_default=True)
     kbs_cert: str | None = None
@@ -121,7 +112,7 @@ class KbcConfig(_Section):
         return value.rstrip("/")
 
 
-class Credential(_Section):
+class Credential(ConfigSection):
     resource_uri: str
     path: str
 
@@ -146,18 +137,18 @@ class Credential(_Section):
         return credential_relative_path(self.path)
 
 
-class ImagePullProxy(_Section):
+class ImagePullProxy(ConfigSection):
     https_proxy: str | None = None
     http_proxy: str | None = None
     no_proxy: str | None = None
 
 
-class RegistryMirror(_Section):
+class RegistryMirror(ConfigSection):
     location: str
     insecure: bool = False
 
 
-class Registry(_Section):
+class Registry(ConfigSection):
     prefix: str | None = None
     location: str | None = None
     insecure: bool = False
@@ -165,7 +156,7 @@ class Registry(_Section):
     mirror: list[RegistryMirror] = Field(default_factory=list)
 
 
-class RegistryConfig(_Section):
+class RegistryConfig(ConfigSection):
     """containers-registries.conf(5): search registries, blocking, mirrors, remapping."""
 
     unqualified_search_registries: list[str] = Field(
@@ -174,7 +165,7 @@ class RegistryConfig(_Section):
     registry: list[Registry] = Field(default_factory=list)
 
 
-class ImageConfig(_Section):
+class ImageConfig(ConfigSection):
     """image-rs's ImageConfig; an ``*_uri`` is a ``kbs:///`` URI or a ``file:///`` path,
     and wins over its inline twin when both are set."""
 
@@ -201,11 +192,7 @@ class ImageConfig(_Section):
         return _resource_or_file_uri(value)
 
 
-class LogConfig(_Section):
-    level: Literal["trace", "debug", "info", "warn", "error", "off"] = "info"
-
-
-class CdhConfig(_Section):
+class CdhConfig(TomlConfig):
     socket: str = DEFAULT_SOCKET
     skip_sealed_secret_verification: bool = False
     aa: AaSection = AaSection()
@@ -213,76 +200,8 @@ class CdhConfig(_Section):
     credentials: list[Credential] = Field(default_factory=list)
     image: ImageConfig | None = None
     log: LogConfig = LogConfig()
-    _source: str = PrivateAttr(default="defaults")
-
-    @property
-    def source(self) -> str:
-        """The file (or other origin) the config was read from, for messages."""
-        return self._source
-
-    @property
-    def warnings(self) -> list[str]:
-        """Keys upstream does not know, as ``section.key`` (they are ignored)."""
-        return _unknown(self, "")
-
-    @classmethod
-    def from_text(cls, text: str, source: str) -> CdhConfig:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not TOML: {exc}") from exc
-        return cls.from_mapping(doc, source)
-
-    @classmethod
-    def from_mapping(cls, doc: Mapping[str, Any], source: str) -> CdhConfig:
-        try:
-            config = cls.model_validate(dict(doc))
-        except ValidationError as exc:
-            raise ConfigError(f"{source}: {_problems(exc)}") from None
-        config._source = source
-        return config
 
 
 def load_cdh_config(path: Path) -> CdhConfig:
     """Read ``cdh.toml`` (a ConfigError names the file when it cannot be read)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    return CdhConfig.from_text(text, str(path))
-
-
-def _where(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _problems(exc: ValidationError) -> str:
-    found = []
-    for error in exc.errors():
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "missing":
-            message = "missing (required)"
-        elif error["type"] in ("model_type", "dict_type"):
-            message = "expected a table"
-        got = error.get("input")
-        shown = f"; got {got!r}" if isinstance(got, str | int | float | bool) else ""
-        if shown and repr(got) in message:
-            shown = ""
-        found.append(f"{_where(error['loc'])}: {message}{shown}")
-    return "; ".join(found)
-
-
-def _unknown(model: BaseModel, prefix: str) -> list[str]:
-    found = [f"{prefix}{key}" for key in (model.model_extra or {})]
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            found += _unknown(value, f"{prefix}{name}.")
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                if isinstance(item, BaseModel):
-                    found += _unknown(item, f"{prefix}{name}[{index}].")
-    return found
+    return CdhConfig.load(path)
