@@ -24,36 +24,6 @@ from veritee.verifier.ccel import parse_ccel, replay, replay_ccel
 from veritee.verifier.intel import IntelVerifier
 from veritee.verifier.intel_quote import TdReport, parse_quote
 
-# guest-components §3.2 test vectors (upstream unit test).
-AAEL_SHA256 = "46df8dacf00a07d34a83cdf56d7978697790787cf2ba1432ef7c38f22cd96351"
-AAEL_SHA384 = (
-    "dad5f0e226318ffa9839b75a472c6aa7fdb5834949d0a0a22990cf04d5692440"
-    "fb00f3aa0609db7e49cd8d793f670d02"
-)
-AAEL_ENTRY = (
-    "0400000006000000010000000c00"
-    + AAEL_SHA384
-    + "20000000"
-    + "4c454141"
-    + "18000000"
-    + "646f6d61696e206f7065726174696f6e20636f6e74656e74"
-)
-AAEL_RTMR3 = (
-    "82d3f7a4203f58dafe0519eb5e9f645339cda127418c62d4b0270d790ab6ff3c"
-    "38783523613a7a9f610e7ba004788c26"
-)
-
-
-def test_aael_vectors() -> None:
-    event = aael_event("domain", "operation", "content")
-    assert hashlib.sha256(event).hexdigest() == AAEL_SHA256
-    assert hashlib.sha384(event).hexdigest() == AAEL_SHA384
-    log = CcEventLog()
-    entry = log.extend(4, EV_EVENT_TAG, event)
-    assert entry.hex() == AAEL_ENTRY
-    assert len(entry) == 98
-    assert log.rtmrs() == (bytes(48), bytes(48), bytes(48), bytes.fromhex(AAEL_RTMR3))
-
 
 def test_aael_event_reads_back_as_trustee_does() -> None:
     log = CcEventLog()
@@ -76,15 +46,6 @@ def test_aael_event_reads_back_as_trustee_does() -> None:
         "digest": "sha256:00",
     }
     assert replay_ccel(log.to_bytes()) == log.rtmrs()
-
-
-def test_aael_event_validation() -> None:
-    with pytest.raises(ValueError, match="domain"):
-        aael_event("a b", "op", "c")
-    with pytest.raises(ValueError, match="operation"):
-        aael_event("d", "", "c")
-    with pytest.raises(ValueError, match="newline"):
-        aael_event("d", "op", "line\nbreak")
 
 
 def test_spec_id_header_and_end_marker() -> None:
