@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from datadir import GUEST_COMPONENTS
 from kbs_live import ALLOW, Kbs, Wire, live_kbs
+from resource_store import Store
 
 from veritee.errors import ConfigError, ParseError, VeriteeError
 from veritee.guest.cdh import (
@@ -62,21 +63,6 @@ def credentials(*entries: tuple[str, str]) -> CdhConfig:
         for uri, path in entries
     )
     return CdhConfig.from_text(text, "cdh.toml")
-
-
-class Store:
-    """A resource getter over a dict; it records every URI asked for."""
-
-    def __init__(self, resources: dict[str, bytes]) -> None:
-        self.resources = resources
-        self.asked: list[str] = []
-
-    def __call__(self, uri: str) -> bytes:
-        self.asked.append(uri)
-        try:
-            return self.resources[uri]
-        except KeyError:
-            raise ResourceNotFound(f"{uri}: no such resource") from None
 
 
 def mode(path: Path) -> int:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from datadir import GUEST_COMPONENTS
 from joserfc import jws
 from joserfc.jwk import ECKey, OctKey, RSAKey
+from resource_store import Store
 
 from veritee.errors import VeriteeError
 from veritee.guest.cdh import (
@@ -74,21 +75,6 @@ def unsigned(payload: dict[str, Any] | bytes, header: dict[str, Any] | None = No
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     head = b64url(json.dumps(header or {"alg": "ES256", "kid": KEY_URI}).encode())
     return f"sealed.{head}.{b64url(body)}.{b64url(bytes(64))}"
-
-
-class Store:
-    """A resource getter over a dict; it records every URI asked for."""
-
-    def __init__(self, resources: dict[str, bytes]) -> None:
-        self.resources = resources
-        self.asked: list[str] = []
-
-    def __call__(self, uri: str) -> bytes:
-        self.asked.append(uri)
-        try:
-            return self.resources[uri]
-        except KeyError:
-            raise ResourceNotFound(f"{uri}: no such resource") from None
 
 
 @pytest.fixture
