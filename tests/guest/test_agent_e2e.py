@@ -64,6 +64,7 @@ class Setup:
     agent: str
     admin_token: str
     initdata: str
+    trustee_log: Path
 
 
 def initdata(trustee: str) -> str:
@@ -117,7 +118,7 @@ def setup(test_root: TestRoot, tmp_path_factory: pytest.TempPathFactory) -> Iter
         ]
         with veritee_agent(agent_args, work / "agent.log") as agent:
             token = (work / "trustee" / "admin.token").read_text().strip()
-            yield Setup(trustee, agent, token, document)
+            yield Setup(trustee, agent, token, document, work / "trustee.log")
 
 
 def attest(setup: Setup, evidence: bytes, policy: str, raw: bytes | None = None) -> httpx.Response:
@@ -147,6 +148,7 @@ def test_1_evidence_is_accepted_with_its_runtime_data_and_refused_with_another(
     accepted = attest(setup, reply.content, "client", raw=b"AAAA")
     assert accepted.status_code == 200, accepted.text
     assert submod(accepted.text)["ear.trustworthiness-vector"] == SEED_VECTOR
+    assert "Tdx Verifier/endorsement check passed" in setup.trustee_log.read_text()  # the seed's
     refused = attest(setup, reply.content, "client", raw=b"BBBB")
     assert refused.status_code == 403  # VerificationFailed
     assert "report_data" in refused.text

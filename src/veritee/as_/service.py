@@ -10,6 +10,7 @@ one EAR token over all appraisals.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from veritee.policy.engine import PolicyError
 from veritee.token.ear import EarSettings, SubmodAppraisal, ear_claims, submod_names
 from veritee.token.signer import TokenSigner
 from veritee.verifier.base import JSON, Verifier, VerifyOptions
+
+log = logging.getLogger("veritee.as")
 
 TEE_CLASS = {"tdx": "cpu", "sgx": "cpu", "snp": "cpu", "sample": "cpu"}
 
@@ -99,6 +102,8 @@ class AttestationService:
                 raise InitDataMismatch(step, "the init data does not match the evidence's "
                                              "init-data binding")
             raise VerificationFailed(step, detail)
+        # Trustee's AS logs this line; seed 000 tells operators to look for it.
+        log.info("%s Verifier/endorsement check passed.", request.tee.capitalize())
         claims = dict(verdict.claims)
         if request.tee == "sample" and request.init_data is not None:
             claims["init_data"] = base64.b64encode(request.init_data.digest).decode()

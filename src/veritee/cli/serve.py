@@ -109,6 +109,7 @@ def _run_kbs(
     scheme = "https" if ssl is not None else "http"
     console.print(f"{what} on {scheme}://{listen_host}:{listen_port}")
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("veritee").setLevel(logging.INFO)
     uvicorn.run(
         parts.app,
         host=listen_host,
@@ -266,6 +267,7 @@ def serve_as(
             "is marked emulated[/yellow]"
         )
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("veritee").setLevel(logging.INFO)
     application = create_app(
         parts.service, admin=parts.admin.auth, rvps=parts.rvps, body_limit=settings.body_limit
     )
