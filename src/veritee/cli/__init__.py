@@ -11,6 +11,7 @@ from veritee.cli import (
     demo,
     emulator,
     initdata,
+    keyprovider,
     rvps,
     secret,
     serve,
@@ -36,6 +37,7 @@ app.add_typer(client.app, name="client", help="A KBS client compatible with Trus
 app.add_typer(initdata.app, name="initdata", help="Encode, decode and digest initdata.")
 app.add_typer(secret.app, name="secret", help="Seal, unseal and make keys for sealed secrets.")
 app.add_typer(agent.app, name="agent", help="The guest's Attestation Agent, CDH and REST API.")
+app.command(name="keyprovider")(keyprovider.keyprovider)
 
 
 def main() -> None:
