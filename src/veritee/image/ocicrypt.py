@@ -33,6 +33,7 @@ import os
 import re
 import secrets
 import tempfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,8 +284,9 @@ def unwrap_private_options(
 
 def decrypt_stream(
     ciphertext: BinaryIO, out: BinaryIO, private: PrivateOptions, public: PublicOptions
-) -> int:
-    """Decrypt ``ciphertext`` into ``out`` chunk by chunk; returns the plaintext size.
+) -> tuple[int, str]:
+    """Decrypt ``ciphertext`` into ``out`` chunk by chunk; returns the plaintext size and
+    digest.
 
     The HMAC and the digest are checked at the end: on :class:`LayerIntegrityError` what
     was written to ``out`` must be thrown away (:func:`decrypt_layer` does that).
@@ -310,11 +312,40 @@ def decrypt_stream(
             "the layer's HMAC does not match: the ciphertext or its options were altered"
         ) from None
     actual = f"{algorithm}:{digest.hexdigest()}"
-    if not secrets.compare_digest(actual, private.digest):
+    if not secrets.compare_digest(actual, private.digest) and not secrets.compare_digest(
+        _decompressed_digest(out, algorithm), private.digest
+    ):
         raise LayerIntegrityError(
             f"the decrypted layer's digest is {actual}, its options say {private.digest}"
         )
-    return size + len(tail)
+    return size + len(tail), actual
+
+
+def _decompressed_digest(out: BinaryIO, algorithm: str) -> str:
+    """The digest of the gzip stream written to ``out``, decompressed; "" when ``out``
+    cannot be read back or does not hold gzip.
+
+    skopeo (containers/image) compresses an uncompressed layer before it encrypts it, but
+    writes the digest of the layer it was given, the uncompressed tar, into the options;
+    the HMAC has already vouched for the ciphertext, and the tar is what the image config's
+    ``diff_ids`` name, so that digest is accepted for a gzip plaintext too.
+    """
+    try:
+        out.flush()
+        out.seek(0)
+        if out.read(2) != b"\x1f\x8b":
+            return ""
+        out.seek(0)
+        inflater = zlib.decompressobj(wbits=31)
+        digest = hashlib.new(algorithm)
+        while chunk := out.read(CHUNK_SIZE):
+            digest.update(inflater.decompress(chunk))
+        digest.update(inflater.flush())
+    except (OSError, zlib.error):
+        return ""
+    finally:
+        out.seek(0, os.SEEK_END)
+    return f"{algorithm}:{digest.hexdigest()}"
 
 
 def encrypt_stream(
@@ -376,12 +407,12 @@ def decrypt_layer(
     private = unwrap_private_options(annotations, unwrap, key_annotation=key_annotation)
     handle, temporary = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with os.fdopen(handle, "wb") as out:
-            size = decrypt_stream(ciphertext, out, private, public)
+        with os.fdopen(handle, "w+b") as out:
+            size, digest = decrypt_stream(ciphertext, out, private, public)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, dest)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return DecryptedLayer(dest, plain_type, private.digest, size)
+    return DecryptedLayer(dest, plain_type, digest, size)
