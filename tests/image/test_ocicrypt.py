@@ -22,7 +22,6 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kbs_live import Kbs, live_kbs
+from keyprovider_cmd import keyprovider_config
 from oci_build import Dir, Image, build_layout, canonical, sha256
 
 from veritee.errors import VeriteeError
@@ -152,13 +152,6 @@ def write_image(layout: Path, source: Image, layers: list[tuple[bytes, dict[str,
     entry = {"mediaType": document["mediaType"], "digest": sha256(raw), "size": len(raw),
              "annotations": {"org.opencontainers.image.ref.name": "v1"}}
     (layout / "index.json").write_bytes(canonical({"schemaVersion": 2, "manifests": [entry]}))
-
-
-def keyprovider_config(path: Path, *args: str) -> Path:
-    """An ocicrypt key-provider config running ``veritee keyprovider <args>``."""
-    command = {"path": sys.executable, "args": ["-m", "veritee", "keyprovider", *args]}
-    path.write_text(json.dumps({"key-providers": {"attestation-agent": {"cmd": command}}}))
-    return path
 
 
 def ocicrypt_keywrap(config: Path, params: str, optsdata: bytes) -> bytes:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 import socket
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from veritee.cli.guest_options import (
+    AaConfigOption,
+    CdhConfigOption,
+    EmulatedOption,
+    EventlogOption,
+    InitdataOption,
+    TeeOption,
+    agent_settings,
+)
 from veritee.errors import VeriteeError
 
 app = typer.Typer(no_args_is_help=True)
@@ -37,52 +45,25 @@ def serve(
             help="resource: /cdh only (the default, as upstream); attestation: /aa only; all.",
         ),
     ] = "resource",
-    config: Annotated[
-        Path | None, typer.Option(metavar="AA.TOML", help="The Attestation Agent's aa.toml.")
-    ] = None,
-    cdh_config: Annotated[
-        Path | None, typer.Option(metavar="CDH.TOML", help="The Confidential Data Hub's cdh.toml.")
-    ] = None,
-    initdata: Annotated[
-        Path | None,
-        typer.Option(metavar="FILE", help="The initdata TOML this TEE was launched with."),
-    ] = None,
-    emulated: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="ROOTDIR",
-            help="Run in an emulated TEE under this test root (veritee emulator init).",
-        ),
-    ] = None,
-    tee: Annotated[
-        str, typer.Option(metavar="tdx|snp|sgx", help="The emulated TEE (with --emulated).")
-    ] = "tdx",
-    eventlog: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="The AA event log [default: /run/attestation-agent/eventlog; emulated: a "
-            "temporary file].",
-        ),
-    ] = None,
+    config: AaConfigOption = None,
+    cdh_config: CdhConfigOption = None,
+    initdata: InitdataOption = None,
+    emulated: EmulatedOption = None,
+    tee: TeeOption = "tdx",
+    eventlog: EventlogOption = None,
 ) -> None:
     """Serve the guest's local REST API (guest-components' api-server-rest, AA and CDH)."""
     from veritee.guest.api import FEATURES
-    from veritee.guest.bootstrap import AgentSettings, build_agent
+    from veritee.guest.bootstrap import build_agent
 
     host, port = _bind(bind)
     if features not in FEATURES:
         raise typer.BadParameter(
             f"expected one of {', '.join(FEATURES)}, got {features!r}", param_hint="--features"
         )
-    settings = AgentSettings(
-        features=features,
-        aa_config=config,
-        cdh_config=cdh_config,
-        initdata=initdata,
-        emulated_root=emulated,
-        emulated_tee=tee,
-        eventlog=eventlog,
+    settings = agent_settings(
+        features=features, config=config, cdh_config=cdh_config, initdata=initdata,
+        emulated=emulated, tee=tee, eventlog=eventlog,
     )
     try:
         parts = build_agent(settings)
