@@ -23,6 +23,13 @@ test already saw answered are there); ``mark()``/``since=`` keep one test's rows
 test digest checks); ``write_auth_json(path)`` writes a containers ``auth.json`` for it.
 Push images with ``oci_build.skopeo_push``.
 
+``token=TokenAuth(realm, service, issuer, rootcertbundle)`` turns on the distribution token
+protocol instead: the registry answers ``401`` with ``WWW-Authenticate: Bearer realm=…`` and
+accepts JWTs whose ``x5c`` chain ends in ``rootcertbundle`` (serve the realm yourself, e.g.
+with ``live_server.serve_app``); ``user``/``password`` are then only recorded, for
+``skopeo_push`` and ``write_auth_json``.  ``extra_config`` is appended to the registry's
+config.yml as is (e.g. a ``middleware: storage: - name: redirect`` section).
+
 A missing binary fails the test (the image tests are meant to run) with an install hint.
 """
 
@@ -52,6 +59,16 @@ _ACCESS = re.compile(
 )
 _BLOB = re.compile(r"^/v2/.+/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
 _SENTINEL = "/v2/_veritee_log_sentinel"
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """The registry's ``auth: token:`` settings."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: Path
 
 
 @dataclass(frozen=True)
@@ -129,7 +146,7 @@ def _require(binary: str) -> str:
 @contextmanager
 def docker_registry(
     workdir: Path, *, user: str | None = None, password: str | None = None,
-    timeout_s: float = 20,
+    timeout_s: float = 20, token: TokenAuth | None = None, extra_config: str = "",
 ) -> Iterator[LiveRegistry]:
     """Run ``docker-registry serve`` on a free loopback port with storage under ``workdir``."""
     binary = _require("docker-registry")
@@ -137,7 +154,10 @@ def docker_registry(
     storage = workdir / "storage"
     storage.mkdir(parents=True, exist_ok=True)
     auth = ""
-    if user is not None:
+    if token is not None:
+        auth = (f"auth:\n  token:\n    realm: {token.realm}\n    service: {token.service}\n"
+                f"    issuer: {token.issuer}\n    rootcertbundle: {token.rootcertbundle}\n")
+    elif user is not None:
         htpasswd = _require("htpasswd")
         line = subprocess.run(
             [htpasswd, "-Bbn", user, password or ""], check=True, capture_output=True, text=True
@@ -150,7 +170,7 @@ def docker_registry(
         "log:\n  level: warn\n  accesslog:\n    disabled: false\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: veritee-test-{uuid.uuid4().hex}\n"
-        + auth
+        + auth + extra_config
     )
     log = workdir / "registry.log"
     url = f"http://127.0.0.1:{port}"
