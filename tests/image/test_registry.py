@@ -47,7 +47,7 @@ from spawn import free_port
 
 from veritee.image.reference import ImageReference, parse_reference
 from veritee.image.registry import RegistryClient, ResolvedImage, manifest_media_type
-from veritee.image.registry_auth import AuthFile
+from veritee.image.registry_auth import AuthFile, Credentials
 from veritee.image.registry_errors import (
     DigestMismatch,
     ManifestInvalid,
@@ -57,6 +57,7 @@ from veritee.image.registry_errors import (
     RegistryUnauthorized,
     UnsupportedMediaType,
 )
+from veritee.image.registry_token import BearerTokens
 from veritee.image.registry_types import Descriptor, Platform
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -84,7 +85,8 @@ def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRegistry]:
 @dataclass
 class TokenService:
     """The realm: checks Basic credentials, grants what the scopes ask (when authenticated),
-    records who it issued tokens to; ``mode = "malformed"`` answers JSON without a token."""
+    records who it issued tokens to; ``mode = "malformed"`` answers JSON without a token,
+    ``"no-expiry"`` an ``access_token`` without ``expires_in``."""
 
     key: ECKey
     cert_der: bytes
@@ -126,6 +128,8 @@ class TokenService:
                              "x5c": [base64.b64encode(self.cert_der).decode()]}
             self.issued.append((who, scopes))
             self.tokens.append(jwt.encode(header_fields, claims, self.key))
+            if self.mode == "no-expiry":
+                return JSONResponse({"access_token": self.tokens[-1]})
             return JSONResponse({"token": self.tokens[-1], "expires_in": 300})
 
         return app
@@ -170,6 +174,7 @@ class Storage:
 
     root: Path
     authorizations: list[str | None] = field(default_factory=list)
+    fail_with: int | None = None
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -177,6 +182,8 @@ class Storage:
         @app.get("/{path:path}")
         def blob(path: str, request: Request) -> Response:
             self.authorizations.append(request.headers.get("authorization"))
+            if self.fail_with is not None:
+                return Response(b"storage unavailable", status_code=self.fail_with)
             target = (self.root / path).resolve()
             if not target.is_relative_to(self.root.resolve()) or not target.is_file():
                 return Response(status_code=404)
@@ -485,7 +492,8 @@ def test_corrupted_blob_is_refused_and_nothing_is_left(anon: LiveRegistry, tmp_p
             client.fetch_blob(resolved.reference, flipped, out / "layer0")
         assert flipped.digest in str(caught.value)
         assert "corrupt" in str(caught.value)
-        with pytest.raises(DigestMismatch, match="bytes"):
+        # refused on the announced length, before the extra bytes are read
+        with pytest.raises(DigestMismatch, match="where the descriptor says"):
             client.fetch_blob(resolved.reference, longer, out / "layer1")
         with pytest.raises(DigestMismatch), client.open_blob(resolved.reference, flipped):
             pytest.fail("a corrupted blob was handed out")
@@ -679,3 +687,48 @@ def test_blob_redirects_are_followed_without_the_registry_credentials(
     assert [r.status for r in blob_rows] == [307, 307]
     assert storage.authorizations[seen:] == [None, None]
 
+    for status in (503, 429):
+        storage.fail_with = status
+        try:
+            with _client(reg, auth=auth) as client, \
+                    pytest.raises(RegistryTransportError, match=f"HTTP {status}") as caught:
+                client.fetch_blob(resolved.reference, resolved.manifest.layers[0], out)
+        finally:
+            storage.fail_with = None
+        assert resolved.manifest.layers[0].digest in str(caught.value)
+        assert out.read_bytes() == image.layers[0]  # the earlier download is untouched
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".layer")) == []
+
+
+
+def test_bearer_tokens_are_cached_per_scope_until_they_expire(
+    token_registry: tuple[LiveRegistry, TokenService],
+) -> None:
+    reg, service = token_registry
+    now = [1000.0]
+    params = {"realm": f"{service.url}/token", "service": SERVICE}
+    token_host = httpx.URL(service.url).netloc.decode()
+    with httpx.Client() as http:
+        tokens = BearerTokens(http, plain_http=[token_host], timeout_s=5, clock=lambda: now[0])
+        value = tokens.fetch(reg.host, params, "repository:x:pull", Credentials(USER, PASSWORD),
+                             "test")
+        assert service.issued[-1] == (USER, ["repository:x:pull"])
+        assert value not in repr(tokens)
+        assert tokens.cached(reg.host, "repository:x:pull") == value
+        assert tokens.cached(reg.host, "repository:y:pull") is None
+        assert tokens.cached("elsewhere:5000", "repository:x:pull") is None
+        now[0] += 299  # the service says expires_in 300
+        assert tokens.cached(reg.host, "repository:x:pull") == value
+        now[0] += 1
+        assert tokens.cached(reg.host, "repository:x:pull") is None
+
+        service.mode = "no-expiry"  # no expires_in: 60 s
+        try:
+            value = tokens.fetch(reg.host, params, "repository:x:pull", None, "test")
+        finally:
+            service.mode = "ok"
+        now[0] += 59
+        assert tokens.cached(reg.host, "repository:x:pull") == value
+        now[0] += 1
+        assert tokens.cached(reg.host, "repository:x:pull") is None
+    assert tokens.fetches == 2
