@@ -3,6 +3,7 @@
 Usage::
 
     from signing import gpg_key, push_cosign_signature, push_signed, sigstore_key
+    from signing import cosign_sign, simple_signature    # signatures made without a push
 
     with gpg_key(tmp / "gpg") as key:               # ed25519, no passphrase, ~50 ms
         key.fingerprint, key.public                  # primary fingerprint, exported public key
@@ -192,6 +193,31 @@ def push_signed(
                            f"{done.stderr.strip()}")
 
 
+def simple_payload(manifest_digest: str, identity: str) -> bytes:
+    """The payload containers/image's simple signing signs (``newUntrustedSignature``)."""
+    return json.dumps({
+        "critical": {"identity": {"docker-reference": identity},
+                     "image": {"docker-manifest-digest": manifest_digest},
+                     "type": "atomic container signature"},
+        "optional": {"creator": "atomic veritee-tests", "timestamp": 1_700_000_000},
+    }, separators=(",", ":")).encode()
+
+
+def simple_signature(key: GpgKey, manifest_digest: str = "", identity: str = "", *,
+                     payload: bytes | None = None) -> bytes:
+    """An OpenPGP signed message over a simple-signing payload, made by gpg with ``key``
+    (what skopeo's gpgme signing writes), for a digest/identity or a payload given whole."""
+    data = payload if payload is not None else simple_payload(manifest_digest, identity)
+    return _gpg(key.home, "--local-user", key.fingerprint, "--sign", data=data)
+
+
+def cosign_sign(key: SigstoreKey, payload: bytes) -> str:
+    """The base64 ECDSA P-256/SHA-256 signature cosign puts in the annotation."""
+    private = decrypt_cosign_key(key.private_key.read_bytes(),
+                                 key.passphrase_file.read_bytes())
+    return base64.b64encode(private.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+
+
 def decrypt_cosign_key(pem: bytes, passphrase: bytes) -> ec.EllipticCurvePrivateKey:
     """go-securesystemslib ``encrypted.Decrypt`` of a cosign private key file."""
     lines = pem.decode().strip().splitlines()
@@ -238,10 +264,8 @@ def push_cosign_signature(
 ) -> bytes:
     """Sign ``identity`` at ``manifest_digest`` with ``key`` and push the attachment
     ``<repository>:sha256-<hex>.sig`` (replacing any earlier one).  Returns the payload."""
-    private = decrypt_cosign_key(key.private_key.read_bytes(),
-                                 key.passphrase_file.read_bytes())
     payload = payload if payload is not None else cosign_payload(manifest_digest, identity)
-    signature = private.sign(payload, ec.ECDSA(hashes.SHA256()))
+    signature = cosign_sign(key, payload)
     auth = (registry.user, registry.password) if registry.user is not None else None
     with httpx.Client(base_url=registry.url, auth=auth, timeout=30) as client:
         layer_digest = _upload_blob(client, repository, payload)
@@ -254,7 +278,7 @@ def push_cosign_signature(
                        "digest": config_digest, "size": len(config)},
             "layers": [{"mediaType": COSIGN_LAYER, "digest": layer_digest,
                         "size": len(payload), "annotations": {
-                            COSIGN_ANNOTATION: base64.b64encode(signature).decode()}}],
+                            COSIGN_ANNOTATION: signature}}],
         }).encode()
         tag = manifest_digest.replace(":", "-", 1) + ".sig"
         client.put(f"/v2/{repository}/manifests/{tag}", content=manifest,
