@@ -190,7 +190,8 @@ def lookaside_url(base: str, ref: ImageReference, manifest_digest: str, index: i
         raise SignatureFetchError(str(exc)) from None
     algorithm, _, hexpart = manifest_digest.partition(":")
     parts = urllib.parse.urlsplit(base)
-    path = f"{parts.path}/{ref.repository}@{algorithm}={hexpart}/signature-{index}"
+    # A trailing '/' on the base is not doubled (containers/image would write '//').
+    path = f"{parts.path.rstrip('/')}/{ref.repository}@{algorithm}={hexpart}/signature-{index}"
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
