@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -442,6 +443,17 @@ def test_signed_by_accepts_a_good_signature_and_names_the_key(signer: GpgKey) ->
     assert decision.scope == 'transports.docker["r.io/a"]'
     assert decision.satisfied == (f"signedBy: signature 1 for {DIGEST} by key "
                                   f"{signer.fingerprint}",)
+
+
+def test_a_signature_by_a_subkey_counts_for_its_primary_key(tmp_path: Path) -> None:
+    with gpg_key(tmp_path / "gpg", signing_subkey=True) as key:
+        blob = simple_signature(key, DIGEST, "r.io/a:v1")
+        listing = subprocess.run(["gpg", "--homedir", str(key.home), "--list-packets"],
+                                 input=blob, capture_output=True, check=True).stdout.decode()
+        assert ":signature packet: algo 22, keyid " in listing
+        assert f"keyid {key.fingerprint[-16:]}" not in listing  # made by the subkey
+        decision = run(policy([signed_by(key)]), "r.io/a:v1", Signatures({DIGEST: [blob]}))
+    assert decision.satisfied[0].endswith(f"by key {key.fingerprint}")
 
 
 def test_every_failing_signature_is_explained(signer: GpgKey, stranger: GpgKey) -> None:

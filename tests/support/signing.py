@@ -91,8 +91,10 @@ def _gpg(home: Path, *args: str, data: bytes | None = None) -> bytes:
 
 
 @contextmanager
-def gpg_key(workdir: Path, name: str = "veritee test signer") -> Iterator[GpgKey]:
-    """A fresh ed25519 signing key without a passphrase in ``workdir/home``."""
+def gpg_key(workdir: Path, name: str = "veritee test signer", *,
+            signing_subkey: bool = False) -> Iterator[GpgKey]:
+    """A fresh ed25519 signing key without a passphrase in ``workdir/home``; with
+    ``signing_subkey`` it also has a signing subkey, which gpg then signs with."""
     home = workdir / "home"
     home.mkdir(parents=True, mode=0o700)
     try:
@@ -102,6 +104,9 @@ def gpg_key(workdir: Path, name: str = "veritee test signer") -> Iterator[GpgKey
         lines = listing.decode().splitlines()
         primary = next(i for i, line in enumerate(lines) if line.startswith("sec:"))
         fingerprint = lines[primary + 1].split(":")[9]
+        if signing_subkey:
+            _gpg(home, "--passphrase", "", "--quick-add-key", fingerprint, "ed25519", "sign",
+                 "never")
         public = _gpg(home, "--export", fingerprint)
         yield GpgKey(home, fingerprint, public)
     finally:

@@ -123,7 +123,10 @@ class GpgKeyring:
         status_file = self._home / f"status-{self._count}"
         try:
             done = self._run(["--decrypt"], blob, "verify a signature", status_file)
-            status = status_file.read_text("utf-8", "replace").splitlines()
+            try:
+                status = status_file.read_text("utf-8", "replace").splitlines()
+            except OSError:  # gpg stopped before writing any status
+                status = []
         finally:
             status_file.unlink(missing_ok=True)
         return done.stdout, self._judge(status, done.returncode)
