@@ -27,9 +27,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from veritee.image.policy_identity import (
@@ -42,7 +41,6 @@ from veritee.image.reference import ImageReference
 from veritee.image.registry_errors import DigestMismatch
 from veritee.image.registry_types import check_digest
 from veritee.image.signature_errors import (
-    KeyLoadError,
     PolicyDocumentError,
     PolicyRejected,
     SignatureInvalid,
@@ -52,11 +50,14 @@ from veritee.image.signature_gpg import GpgKeyring, verify_simple_signature
 from veritee.image.signature_sigstore import load_sigstore_keys, verify_sigstore_signature
 from veritee.image.signature_source import (
     AttachmentReader,
+    KeyLoader,
+    KeySource,
     LookasideSignatures,
     RegistriesD,
     RegistrySignatures,
     SignatureSource,
     SigstoreSignature,
+    file_key_loader,
 )
 
 __all__ = [
@@ -80,54 +81,10 @@ __all__ = [
     "file_key_loader",
 ]
 
-KeyLoader = Callable[[str], bytes]
 DEFAULT_SIGNED_IDENTITY: IdentityMatch = MatchRepoDigestOrExact()
 _TYPES = "insecureAcceptAnything, reject, signedBy, sigstoreSigned"
 _SIGSTORE_UNSUPPORTED = ("fulcio", "rekorPublicKeyPath", "rekorPublicKeyPaths",
                          "rekorPublicKeyData", "rekorPublicKeyDatas", "pki")
-
-
-def file_key_loader(location: str) -> bytes:
-    """Read a key from a local path (or ``file://`` URL); ``kbs://`` needs the CDH's loader."""
-    if location.startswith("kbs://"):
-        raise KeyLoadError(f"{location} is a KBS resource; this key loader reads local files "
-                           "only (pass the CDH's resource loader)")
-    path = Path(location.removeprefix("file://"))
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise KeyLoadError(f"cannot read key file {path}: {exc.strerror}") from None
-
-
-@dataclass(frozen=True)
-class KeySource:
-    """Where a requirement's trusted keys are: ``field`` is the policy key that named them."""
-
-    field: str
-    paths: tuple[str, ...] = ()
-    data: tuple[bytes, ...] = ()
-
-    def __str__(self) -> str:
-        if self.field == "keyPath":
-            return f"keyPath={self.paths[0]}"
-        if self.field == "keyPaths":
-            return "keyPaths=[" + ", ".join(self.paths) + "]"
-        return f"{self.field} (inline)"
-
-    def load(self, loader: KeyLoader, what: str) -> list[bytes]:
-        out = list(self.data)
-        for path in self.paths:
-            try:
-                data = loader(path)
-            except KeyLoadError as exc:
-                raise KeyLoadError(f"{what}: {exc}") from exc
-            except Exception as exc:
-                raise KeyLoadError(f"{what}: loading {path} failed: {type(exc).__name__}: "
-                                   f"{str(exc)[:200]}") from exc
-            if not isinstance(data, bytes) or not data:
-                raise KeyLoadError(f"{what}: loading {path} gave no key bytes")
-            out.append(data)
-        return out
 
 
 @dataclass(frozen=True)

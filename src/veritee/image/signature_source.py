@@ -1,5 +1,6 @@
 """Where signatures come from: the registries.d configuration (CDH's ``sigstore_config``),
-simple signatures in a lookaside store, cosign signatures attached in the registry.
+simple signatures in a lookaside store, cosign signatures attached in the registry; and
+where a requirement's keys come from (``KeySource`` read through a ``KeyLoader``).
 
 ``RegistriesD.parse`` reads containers-registries.d(5) YAML: ``default-docker:`` and
 ``docker: {<scope>: {lookaside|sigstore: URL, use-sigstore-attachments: bool}}``.  The
@@ -20,7 +21,7 @@ registries.d says ``use-sigstore-attachments: false`` for it (image-rs always re
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +33,11 @@ from veritee.image.policy_identity import scope_candidates
 from veritee.image.reference import ImageReference
 from veritee.image.registry_errors import ManifestInvalid, RegistryError
 from veritee.image.registry_types import Descriptor, check_digest, digest_hasher, parse_manifest
-from veritee.image.signature_errors import SignatureConfigError, SignatureFetchError
+from veritee.image.signature_errors import (
+    KeyLoadError,
+    SignatureConfigError,
+    SignatureFetchError,
+)
 
 __all__ = [
     "COSIGN_SIGNATURE_MEDIA_TYPE",
@@ -40,6 +45,8 @@ __all__ = [
     "MAX_SIGNATURE_SIZE",
     "AttachmentReader",
     "AttachmentSignatures",
+    "KeyLoader",
+    "KeySource",
     "LookasideSignatures",
     "NamespaceConfig",
     "RegistriesD",
@@ -47,6 +54,7 @@ __all__ = [
     "SignatureSource",
     "SigstoreSignature",
     "attachment_tag",
+    "file_key_loader",
 ]
 
 MAX_SIGNATURE_SIZE = 4 * 1024 * 1024
@@ -54,6 +62,7 @@ MAX_SIGNATURES = 128
 COSIGN_SIGNATURE_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+KeyLoader = Callable[[str], bytes]
 _NAMESPACE_KEYS = {"lookaside", "lookaside-staging", "sigstore", "sigstore-staging",
                    "use-sigstore-attachments"}
 
@@ -343,3 +352,46 @@ class RegistrySignatures:
         if self.attachments is None or self.config.use_sigstore_attachments(ref) is False:
             return []
         return self.attachments.sigstore_signatures(ref, manifest_digest)
+
+
+def file_key_loader(location: str) -> bytes:
+    """Read a key from a local path (or ``file://`` URL); ``kbs://`` needs the CDH's loader."""
+    if location.startswith("kbs://"):
+        raise KeyLoadError(f"{location} is a KBS resource; this key loader reads local files "
+                           "only (pass the CDH's resource loader)")
+    path = Path(location.removeprefix("file://"))
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeyLoadError(f"cannot read key file {path}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where a requirement's trusted keys are: ``field`` is the policy key that named them."""
+
+    field: str
+    paths: tuple[str, ...] = ()
+    data: tuple[bytes, ...] = ()
+
+    def __str__(self) -> str:
+        if self.field == "keyPath":
+            return f"keyPath={self.paths[0]}"
+        if self.field == "keyPaths":
+            return "keyPaths=[" + ", ".join(self.paths) + "]"
+        return f"{self.field} (inline)"
+
+    def load(self, loader: KeyLoader, what: str) -> list[bytes]:
+        out = list(self.data)
+        for path in self.paths:
+            try:
+                data = loader(path)
+            except KeyLoadError as exc:
+                raise KeyLoadError(f"{what}: {exc}") from exc
+            except Exception as exc:
+                raise KeyLoadError(f"{what}: loading {path} failed: {type(exc).__name__}: "
+                                   f"{str(exc)[:200]}") from exc
+            if not isinstance(data, bytes) or not data:
+                raise KeyLoadError(f"{what}: loading {path} gave no key bytes")
+            out.append(data)
+        return out
