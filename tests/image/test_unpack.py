@@ -341,9 +341,13 @@ def test_a_relative_symlink_chain_stops_at_the_rootfs(sealed: Box) -> None:
 
 
 def test_a_dangling_symlink_in_the_path_creates_its_target_inside(sealed: Box) -> None:
-    sealed.apply({"lib": Symlink("/usr/lib"), "lib/libc.so": b"c"})
-    assert (sealed.rootfs / "usr/lib/libc.so").read_bytes() == b"c"
-    assert os.readlink(sealed.rootfs / "lib") == "/usr/lib"
+    # The target names a directory next to the sentinel that does not exist on the host, so a
+    # regression would show in the tmp tree the fixture compares, never in a host path.
+    target = str(sealed.outside / "lib")
+    sealed.apply({"lib": Symlink(target), "lib/libc.so": b"c"})
+    assert (sealed.rootfs / target.lstrip("/") / "libc.so").read_bytes() == b"c"
+    assert os.readlink(sealed.rootfs / "lib") == target
+    assert not (sealed.outside / "lib").exists()
 
 
 def test_a_file_over_a_symlink_of_a_lower_layer_replaces_the_link(sealed: Box) -> None:
