@@ -10,6 +10,7 @@ from veritee.cli import (
     collateral,
     demo,
     emulator,
+    image,
     initdata,
     keyprovider,
     rvps,
@@ -38,6 +39,7 @@ app.add_typer(initdata.app, name="initdata", help="Encode, decode and digest ini
 app.add_typer(secret.app, name="secret", help="Seal, unseal and make keys for sealed secrets.")
 app.add_typer(agent.app, name="agent", help="The guest's Attestation Agent, CDH and REST API.")
 app.command(name="keyprovider")(keyprovider.keyprovider)
+app.add_typer(image.app, name="image", help="Pull images behind attestation; encrypt their layers.")
 
 
 def main() -> None:

@@ -89,6 +89,7 @@ class ResolvedImage:
     manifest_bytes: bytes
     config: ImageConfig
     config_bytes: bytes
+    index_bytes: bytes | None = None  # the index itself, when there was one
 
     @property
     def digest(self) -> str:
@@ -177,9 +178,9 @@ class RegistryClient:
         """Fetch and verify ``ref``'s manifest (through its index, for this client's
         platform) and its image config."""
         raw, media_type, digest = self._manifest(ref, ref.manifest_ref, ref.digest)
-        index_digest = None
+        index_digest = index_bytes = None
         if media_type in INDEX_TYPES:
-            index_digest = digest
+            index_digest, index_bytes = digest, raw
             index = parse_index(raw, media_type, f"{ref.name}@{digest} (index)")
             entry = self._select(ref, index, digest)
             raw, media_type, digest = self._manifest(ref, entry.digest, entry.digest)
@@ -202,7 +203,8 @@ class RegistryClient:
         if not self.platform.matches(built_for):
             raise PlatformNotFound(
                 f"{ref.name}@{digest} is an image for {built_for}, not {self.platform}")
-        return ResolvedImage(ref, digest, index_digest, manifest, raw, config, config_bytes)
+        return ResolvedImage(ref, digest, index_digest, manifest, raw, config, config_bytes,
+                             index_bytes)
 
     def tag_manifest(self, ref: ImageReference, tag: str) -> tuple[bytes, str, str] | None:
         """The manifest tagged ``tag`` in ``ref``'s repository as ``(bytes, media type,
