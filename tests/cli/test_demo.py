@@ -19,6 +19,13 @@ def test_demo_runs_the_seed_flows(tmp_path: Path) -> None:
     assert "insecureAcceptAnything" in result.output
     assert "all flows behaved as the seeds show" in result.output
     assert (tmp_path / "state" / "admin.token").exists()
+    # Use case 1 (seed 000) with the real docker-registry and skopeo (.ci/run installs them):
+    # the AS's verifier line, three pulls recorded in the AAEL, two refusals for their reasons.
+    assert "Tdx Verifier/endorsement check passed." in result.output
+    assert result.output.count("AAEL PullImage OK") == 3
+    assert "refused as expected (SignatureRejected)" in result.output
+    assert "refused as expected (LayerKeyError)" in result.output
+    assert "PolicyDeny" in result.output.split("3. an encrypted image")[1]
     again = CliRunner().invoke(app, ["demo", "--data-dir", str(tmp_path)])  # reuses the state
     assert again.exit_code == 0, again.output
 

@@ -7,6 +7,10 @@
 3. Seed 002: a resource is set through the authenticated admin API; the guest attests
    and is denied under the default policy (PolicyDeny); an allow policy is set; the
    resource is released and decrypted with the guest's key.
+4. Seed 000, use case 1 (:mod:`veritee.cli.demo_images`): a real registry, images pushed
+   with skopeo, pulled in the emulated guest behind attestation: insecure-accept-all, a
+   signed image accepted and an unsigned one refused, an encrypted image decrypted only
+   once the KBS releases its key.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from veritee.cli.demo_images import run_image_demo
 
 SEED_CLIENT_POLICY = """package policy
 
@@ -153,6 +159,7 @@ def _run(base: Path) -> bool:
             secret = guest.get_resource(SEED_RESOURCE)
             console.print(f"after an allow policy: released and decrypted: {secret.decode()}")
             good &= secret == SEED_SECRET
+        good &= run_image_demo(console, base, root_dir, kbs_url, admin_token)
     finally:
         kbs_server.should_exit = True
         as_server.should_exit = True
