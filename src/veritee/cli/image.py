@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -34,6 +36,11 @@ from veritee.cli.guest_options import (
 )
 from veritee.errors import VeriteeError
 
+if TYPE_CHECKING:
+    from veritee.guest.bootstrap import AgentSettings
+    from veritee.image.pull import PullResult
+    from veritee.image.registry_types import Platform
+
 app = typer.Typer(no_args_is_help=True)
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -44,23 +51,28 @@ def _fail(exc: VeriteeError) -> typer.Exit:
     return typer.Exit(1)
 
 
-class _StepHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes veritee's step lines to the stderr of the moment (one per logger)."""
+class _StepLines(logging.Handler):
+    """veritee's step lines, written to the stderr of the moment."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
-        super().emit(record)
+        sys.stderr.write(f"{record.levelname} {record.name}: {record.getMessage()}\n")
 
 
-def _show_steps(quiet: bool) -> None:
-    """veritee's INFO lines (each step of the pull) on stderr."""
-    for name in ("veritee.image", "veritee.guest"):
-        logger = logging.getLogger(name)
+@contextmanager
+def _show_steps(quiet: bool) -> Iterator[None]:
+    """veritee's INFO lines (each step of the pull) on stderr while the command runs."""
+    handler = _StepLines()
+    loggers = [logging.getLogger(name) for name in ("veritee.image", "veritee.guest")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
         logger.setLevel(logging.WARNING if quiet else logging.INFO)
-        if not any(isinstance(h, _StepHandler) for h in logger.handlers):
-            handler = _StepHandler()
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-            logger.addHandler(handler)
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 def _platform(value: str) -> tuple[str, str, str | None]:
@@ -90,25 +102,14 @@ def pull(
 ) -> None:
     """Pull REF into BUNDLE as the guest's CDH does: policy, credentials and layer keys
     from the KBS after attestation, signatures checked before any layer is fetched."""
-    from veritee.guest.bootstrap import build_agent
-    from veritee.image.pull import ImagePuller
     from veritee.image.registry_types import Platform
 
     os_name, architecture, variant = _platform(platform)
-    _show_steps(quiet)
     settings = agent_settings(config=config, cdh_config=cdh_config, initdata=initdata,
                               emulated=emulated, tee=tee, eventlog=eventlog)
     try:
-        parts = build_agent(settings)
-        for note in parts.notes:
-            err.print(f"[yellow]note:[/yellow] {escape(note)}")
-        puller = ImagePuller(parts.cdh.config.image, parts.cdh.get_resource,
-                             measure=parts.aa.extend_runtime_measurement,
-                             platform=Platform(os_name, architecture, variant))
-        try:
-            result = puller.pull(image, dest)
-        finally:
-            parts.aa.close()
+        with _show_steps(quiet):
+            result = _pull(settings, image, dest, Platform(os_name, architecture, variant))
     except VeriteeError as exc:
         raise _fail(exc) from None
     console.print(f"pulled {escape(result.reference.whole())}")
@@ -117,6 +118,21 @@ def pull(
     console.print(f"  layers           {result.layers} ({result.decrypted} decrypted)")
     console.print(f"  policy           {escape(result.policy)}")
     console.print(f"  AAEL PullImage   {result.measured}")
+
+
+def _pull(settings: AgentSettings, image: str, dest: Path, platform: Platform) -> PullResult:
+    from veritee.guest.bootstrap import build_agent
+    from veritee.image.pull import ImagePuller
+
+    parts = build_agent(settings)
+    for note in parts.notes:
+        err.print(f"[yellow]note:[/yellow] {escape(note)}")
+    try:
+        puller = ImagePuller(parts.cdh.config.image, parts.cdh.get_resource,
+                             measure=parts.aa.extend_runtime_measurement, platform=platform)
+        return puller.pull(image, dest)
+    finally:
+        parts.aa.close()
 
 
 def _layout(value: str, what: str) -> tuple[Path, str]:
