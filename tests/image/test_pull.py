@@ -37,7 +37,7 @@ from veritee.guest.eventlog import cc_eventlog
 from veritee.image.encrypt import command_key_wrapper, encrypt_image
 from veritee.image.layout import OciLayout, build_image
 from veritee.image.ocicrypt import LayerKeyError
-from veritee.image.pull import ImagePuller, PullSetupError, pull_event_content
+from veritee.image.pull import ImagePuller, ImagePullError, PullSetupError, pull_event_content
 from veritee.image.registry_errors import RegistryUnauthorized
 from veritee.image.signature_errors import SignatureRejected
 from veritee.verifier.ccel import parse_ccel
@@ -309,6 +309,29 @@ def test_an_image_the_signature_policy_refuses_gets_no_layer_fetched(
     assert phrase in str(error)
     blobs = world.registry.blob_gets(since=mark)
     assert blobs == [_config_digest(world, "plain")]
+
+
+@pytest.mark.parametrize("occupied", ["file", "dir", "symlink"])
+def test_a_bundle_that_is_not_empty_is_refused_before_anything_is_fetched(
+    world: World, tmp_path: Path, occupied: str
+) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    if occupied == "file":
+        (bundle / "rootfs").write_bytes(b"x")
+    elif occupied == "dir":
+        (bundle / "rootfs").mkdir()
+        (bundle / "rootfs" / "keep").write_bytes(b"x")
+    else:
+        (bundle / "rootfs").symlink_to(tmp_path)
+    mark = world.registry.mark()
+    me = guest(world, tmp_path / "g")
+    with pytest.raises(ImagePullError, match="is not an empty directory"):
+        me.puller.pull(world.image("app/plain:1"), bundle)
+    me.parts.aa.close()
+    assert world.registry.requests(since=mark) == []
+    if occupied == "dir":
+        assert (bundle / "rootfs" / "keep").read_bytes() == b"x"
 
 
 def _config_digest(world: World, tag: str) -> str:

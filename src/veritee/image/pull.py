@@ -194,8 +194,11 @@ class ImagePuller:
         """Pull ``image`` into ``bundle`` (``rootfs`` and ``config.json`` are made there)."""
         reference = parse_reference(image)
         rootfs = bundle / "rootfs"
-        if rootfs.exists() and any(rootfs.iterdir()):
-            raise ImagePullError(f"{rootfs} is not empty")
+        if rootfs.is_symlink() or (rootfs.exists() and (not rootfs.is_dir()
+                                                         or any(rootfs.iterdir()))):
+            raise ImagePullError(f"{rootfs} is not an empty directory")
+        if bundle.exists() and not bundle.is_dir():
+            raise ImagePullError(f"{bundle} is not a directory")
         setup = self.setup()
         routed = route(setup.registries, reference)
         if routed.reference != reference:
@@ -210,7 +213,10 @@ class ImagePuller:
                      len(resolved.manifest.layers), self.platform)
             decision = self._check_policy(setup, registry, reference, resolved)
             unwrapped = self._layer_keys(resolved)
-            bundle.mkdir(parents=True, exist_ok=True)
+            try:
+                bundle.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ImagePullError(f"cannot create the bundle {bundle}: {exc.strerror}") from None
             try:
                 self._layers(registry, target, resolved, unwrapped, rootfs)
                 _write_runtime_config(bundle, resolved.config)
