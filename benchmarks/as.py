@@ -102,7 +102,7 @@ def main() -> None:
         request = parse_attestation_request(body)
         verifier = service.verifier("tdx")
         options = VerifyOptions(report_data=b"\x01" * 48)
-        tee_class, policy_input, _ = service.verify_one(request.verification_requests[0])
+        [(tee_class, policy_input, _)] = service.verify_one(request.verification_requests[0])
 
         verify_ms = _ms(lambda: verifier.verify(made.wire_bytes(), options), args.iterations)
         policy_ms = _ms(lambda: service.policies.appraise("default", tee_class, policy_input),

@@ -77,7 +77,7 @@ def floor_ms(root: TestRoot, data: Path) -> float:
     verifier = parts.attestation.service.verifier("tdx")
     verify = _ms(lambda: verifier.verify(wire, VerifyOptions(report_data=report)))
     token = service.verify_evidence([("tdx", wire)], runtime, "sha384")
-    tee_class, policy_input, _ = parts.attestation.service.verify_one(
+    [(tee_class, policy_input, _)] = parts.attestation.service.verify_one(
         VerificationRequest(tee="tdx", evidence=wire, runtime_data=RuntimeData(structured=runtime))
     )
     policies = parts.attestation.service.policies

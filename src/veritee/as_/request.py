@@ -23,7 +23,7 @@ from veritee.errors import ParseError
 from veritee.initdata import Initdata, parse_initdata
 
 # The tees the AS verifies; Trustee's names.
-TEES = ("tdx", "sgx", "snp", "sample")
+TEES = ("tdx", "sgx", "snp", "sample", "nvidia")
 HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 
 

@@ -32,11 +32,14 @@ from veritee.policy.attestation import UnknownPolicy as PolicyNotFound
 from veritee.policy.engine import PolicyError
 from veritee.token.ear import EarSettings, SubmodAppraisal, ear_claims, submod_names
 from veritee.token.signer import TokenSigner
-from veritee.verifier.base import JSON, Verifier, VerifyOptions
+from veritee.verifier.base import JSON, DeviceVerifier, Verdict, Verifier, VerifyOptions
 
 log = logging.getLogger("veritee.as")
 
-TEE_CLASS = {"tdx": "cpu", "sgx": "cpu", "snp": "cpu", "sample": "cpu"}
+TEE_CLASS = {"tdx": "cpu", "sgx": "cpu", "snp": "cpu", "sample": "cpu", "nvidia": "gpu"}
+
+#: One verified device: its class (cpu, gpu), its policy input, whether it is emulated.
+Verified = tuple[str, JSON, bool]
 
 
 def transform_claims(tee: str, claims: JSON, *, runtime_data_claims: Any,
@@ -55,6 +58,28 @@ def transform_claims(tee: str, claims: JSON, *, runtime_data_claims: Any,
         out["runtime_data_claims"] = runtime_data_claims
     out[tee] = rest
     return out
+
+
+#: Steps at which the evidence itself verified but the device differs from its reference
+#: values (an NVIDIA GPU's RIMs): the claims say so (``measres`` "fail") and the policy
+#: appraises them, so a failing GPU is a contraindicated submod, as with NRAS in Trustee.
+REFERENCE_STEPS = frozenset({"rim_version", "rim_measurements"})
+
+
+def _raise_unless_verified(verdict: Verdict) -> None:
+    if verdict.verified:
+        return
+    if verdict.step in REFERENCE_STEPS:
+        log.warning("%s: %s (left to the policy)", verdict.tee, verdict.error)
+        return
+    step, detail = verdict.step or "verify", verdict.error or "rejected"
+    if step == "report_data":
+        raise RuntimeDataMismatch(step, "the runtime data does not match the evidence's "
+                                        "report data")
+    if step == "init_data":
+        raise InitDataMismatch(step, "the init data does not match the evidence's "
+                                     "init-data binding")
+    raise VerificationFailed(step, detail)
 
 
 class AttestationService:
@@ -80,30 +105,31 @@ class AttestationService:
                 verifier = self._verifiers[tee] = self._factory(tee)
             return verifier
 
-    def verify_one(self, request: VerificationRequest) -> tuple[str, JSON, bool]:
-        """Verify one piece of evidence; return (tee class, policy input, emulated)."""
+    def verify_one(self, request: VerificationRequest) -> list[Verified]:
+        """Verify one piece of evidence: one entry per device it describes (one for a CPU
+        TEE; one per GPU for an NVIDIA device list), each (class, policy input, emulated)."""
         expected_report = (request.runtime_data.expected_report_data(request.hash_algorithm)
                            if request.runtime_data is not None else None)
         expected_init = request.init_data.digest if request.init_data is not None else None
         options = VerifyOptions(report_data=expected_report, init_data=expected_init,
                                 allow_debug=self._allow_debug)
+        verifier = self.verifier(request.tee)
         try:
-            verdict = self.verifier(request.tee).verify(request.evidence, options)
+            if isinstance(verifier, DeviceVerifier):
+                verdicts = verifier.verify_devices(request.evidence, options)
+            else:
+                verdicts = [verifier.verify(request.evidence, options)]
         except ParseError as exc:
             raise MalformedEvidence(str(exc)) from exc
         except CollateralError as exc:
             raise CollateralUnavailable(str(exc)) from exc
-        if not verdict.verified:
-            step, detail = verdict.step or "verify", verdict.error or "rejected"
-            if step == "report_data":
-                raise RuntimeDataMismatch(step, "the runtime data does not match the evidence's "
-                                                "report data")
-            if step == "init_data":
-                raise InitDataMismatch(step, "the init data does not match the evidence's "
-                                             "init-data binding")
-            raise VerificationFailed(step, detail)
+        for verdict in verdicts:
+            _raise_unless_verified(verdict)
         # Trustee's AS logs this line; seed 000 tells operators to look for it.
         log.info("%s Verifier/endorsement check passed.", request.tee.capitalize())
+        return [self._policy_input(request, verdict) for verdict in verdicts]
+
+    def _policy_input(self, request: VerificationRequest, verdict: Verdict) -> Verified:
         claims = dict(verdict.claims)
         if request.tee == "sample" and request.init_data is not None:
             claims["init_data"] = base64.b64encode(request.init_data.digest).decode()
@@ -118,7 +144,8 @@ class AttestationService:
 
     def attest(self, request: AttestationRequest) -> str:
         """Return a signed EAR token for the request, or raise a ServiceError."""
-        verified = [self.verify_one(r) for r in request.verification_requests]
+        verified = [device for r in request.verification_requests
+                    for device in self.verify_one(r)]
         names = submod_names([tee_class for tee_class, _, _ in verified])
         policy_id = request.policy_ids[0]
         appraisals = []

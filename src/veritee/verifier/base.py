@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from veritee.errors import VerificationError
 
@@ -81,6 +81,15 @@ class Verifier(Protocol):
     def tee(self) -> str: ...
 
     def verify(self, evidence: bytes, options: VerifyOptions) -> Verdict: ...
+
+
+@runtime_checkable
+class DeviceVerifier(Verifier, Protocol):
+    """A verifier whose evidence may describe several devices (an NVIDIA device list):
+    one :class:`Verdict` per device, in the evidence's order; each becomes its own submod
+    (``gpu0``, ``gpu1``, …) in the Attestation Service's token."""
+
+    def verify_devices(self, evidence: bytes, options: VerifyOptions) -> list[Verdict]: ...
 
 
 def rejected(
