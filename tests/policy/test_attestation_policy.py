@@ -677,6 +677,18 @@ def test_default_gpu_nvidia(policies: AttestationPolicies, rvs: FakeReferenceVal
     assert (vector["hardware"], vector["configuration"]) == (97, 96)
 
 
+def test_default_gpu_measurement_mismatch_is_contraindicated(
+    policies: AttestationPolicies,
+) -> None:
+    claims = nras_claims()
+    claims["nvidia"]["measres"] = "fail"
+    appraisal = policies.appraise("default", "gpu", claims)
+    assert appraisal.vector["executables"] == 96
+    assert appraisal.vector["hardware"] == 2  # the report itself still verified
+    claims["nvidia"]["measres"] = "not-compared"  # no RIM: unrecognised, not condemned
+    assert policies.appraise("default", "gpu", claims).vector["executables"] == 33
+
+
 def test_default_gpu_sample_device(policies: AttestationPolicies, rvs: FakeReferenceValues) -> None:
     claims = {"sampledevice": {"svn": "2"}}
     assert policies.appraise("default", "gpu", claims).vector["hardware"] == 97

@@ -92,6 +92,11 @@ executables := 3 if {
 	gpu.measres == "success"
 }
 
+# A GPU whose runtime measurements differ from its RIMs' golden values runs firmware or a
+# driver nobody vouched for: contraindicated (AR4SI executables 96), beyond Trustee's policy,
+# which leaves such a GPU at the warning default.
+executables := 96 if gpu.measres == "fail"
+
 production_mode if {
 	gpu.secboot == true
 	gpu.dbgstat == "disabled"
