@@ -214,10 +214,16 @@ def _provider(
 ) -> tuple[str, EvidenceProvider]:
     """The TEE and where its evidence comes from: the emulator under ``--emulated``, the
     sample attester for ``--tee sample``, else the TEE this host runs in (detected)."""
-    if devices and any(d != "sampledevice" for d in devices):
-        raise typer.BadParameter("the one device is sampledevice", param_hint="--device")
     if emulated is not None:
+        unknown = [d for d in devices or () if d not in EmulatedEvidenceProvider.DEVICES]
+        if unknown:
+            raise typer.BadParameter(
+                f"no emulated device {unknown[0]!r}; expected "
+                f"{', '.join(EmulatedEvidenceProvider.DEVICES)}", param_hint="--device")
         return tee or "sample", EmulatedEvidenceProvider(emulated, devices=devices or ())
+    if devices and any(d != "sampledevice" for d in devices):
+        raise typer.BadParameter("without --emulated the one device is sampledevice "
+                                 "(no GPU attester on this host)", param_hint="--device")
     extra = [SampleDeviceAttester()] if devices else []
     if tee == "sample":
         return tee, AttesterEvidenceProvider(SampleAttester(), extra)
@@ -265,7 +271,8 @@ EmulatedOption = Annotated[
 ]
 DeviceOption = Annotated[
     list[str] | None,
-    typer.Option("--device", help="Add composite evidence from an emulated device (sampledevice)."),
+    typer.Option("--device", help="Add composite evidence from an emulated device "
+                 "(nvidia with --emulated; sampledevice)."),
 ]
 
 
