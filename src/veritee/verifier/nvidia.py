@@ -276,16 +276,16 @@ class NvidiaVerifier:
     # ------------------------------------------------------------------------- RIMs
 
     def _check_rims(self, state: _Device, when: dt.datetime) -> None:
-        if not self._rims and self._rim_source is None and not self._require_rims:
-            return  # nothing to compare: measres stays "not-compared"
-        from veritee.verifier import nvidia_rim
-
-        documents = self._rim_documents(state, when)
+        documents = self._rim_documents(state, when) if self._rims or self._rim_source else {}
         missing = [k for k in KINDS if k not in documents]
         if missing and self._require_rims:
             raise VerificationError(
                 "rim_missing", f"no {' or '.join(missing)} RIM (give --rim or a RIM source)"
             )
+        if not documents:
+            return  # nothing to compare: measres stays "not-compared"
+        from veritee.verifier import nvidia_rim
+
         verified: dict[str, nvidia_rim.Rim] = {}
         for kind, data in documents.items():
             rim = state.rims[kind]
