@@ -115,7 +115,7 @@ def test_duplicate_opaque_item_is_refused() -> None:
         parse_opaque(VERSIONS + _item(3, b"1.0\x00"))
 
 
-@pytest.mark.parametrize("kind,name", [(3, "vbios_version"), (6, "driver_version")])
+@pytest.mark.parametrize(("kind", "name"), [(3, "vbios_version"), (6, "driver_version")])
 def test_driver_and_vbios_versions_are_required(kind: int, name: str) -> None:
     only = _item(kind, b"550.90.07\x00" if kind == 3 else bytes(8))
     with pytest.raises(ParseError, match=f"lacks {name}"):
@@ -143,7 +143,7 @@ def test_empty_vbios_version_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "doc,message",
+    ("doc", "message"),
     [
         (b"{not json", "not JSON"),
         (b"{}", "device_evidence_list is missing"),
@@ -227,7 +227,8 @@ def test_envelope_accepts_hex_or_base64_and_defaults_the_uuid() -> None:
 def test_bare_report_as_hex_text_or_binary() -> None:
     for data in (REPORT, REPORT.hex().encode(), b"0x" + REPORT.hex().encode() + b"\n"):
         (device,) = parse_gpu_evidence(data, CHAIN)
-        assert device.report == REPORT and device.chain == CHAIN
+        assert device.report == REPORT
+        assert device.chain == CHAIN
 
 
 def test_vbios_version_format() -> None:
