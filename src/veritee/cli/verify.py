@@ -52,12 +52,20 @@ def _read(path: Path | None, flag: str) -> bytes | None:
 
 def verify(
     evidence: Annotated[Path, typer.Argument(help="Quote or report: binary, hex or base64.")],
-    tee: Annotated[str, typer.Option(help="auto, tdx, sgx, snp or sample.")] = "auto",
+    tee: Annotated[str, typer.Option(help="auto, tdx, sgx, snp, sample or nvidia.")] = "auto",
     collateral: Annotated[
         Path | None, typer.Option(help="Intel collateral bundle (dcap-qvl QuoteCollateralV3 JSON).")
     ] = None,
     cert_chain: Annotated[
-        Path | None, typer.Option(help="AMD VCEK/VLEK (and optionally ASK/ARK), PEM or DER.")
+        Path | None,
+        typer.Option(
+            help="AMD VCEK/VLEK (and optionally ASK/ARK), PEM or DER; "
+            "or an NVIDIA GPU's device chain (PEM, leaf first)."
+        ),
+    ] = None,
+    rim: Annotated[
+        list[Path] | None,
+        typer.Option(help="NVIDIA driver or VBIOS RIM (SWID tag) to compare; repeatable."),
     ] = None,
     pccs: Annotated[str | None, typer.Option(help="PCCS or Intel PCS base URL.")] = None,
     kds: Annotated[str | None, typer.Option(help="AMD KDS base URL.")] = None,
@@ -106,6 +114,7 @@ def verify(
         offline=offline,
         trust_root=trust_root,
         allow_sample=allow_sample,
+        rims=tuple(_read(path, "--rim") or b"" for path in rim or ()),
     )
     console = Console(stderr=False)
     kind = tee
@@ -196,8 +205,34 @@ def _highlights(verdict: Verdict) -> list[tuple[str, str]]:
                 ),
             ),
         ]
+    elif verdict.tee == "nvidia" and "config" in c:
+        rows += _nvidia_rows(c)
     if "report_data" in c:
         rows.append(("report data", str(c["report_data"])))
+    return rows
+
+
+def _nvidia_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
+    chain = c.get("x-nvidia-gpu-attestation-report-cert-chain", {})
+    measres = c.get("measres")
+    rims = "not compared (no RIM given)" if measres == "not-compared" else str(measres)
+    mismatched = sorted(
+        {str(m["index"]) for m in c.get("x-nvidia-mismatch-measurement-records", [])}
+    )
+    rows = [
+        ("arch", str(c.get("arch"))),
+        ("driver", str(c.get("x-nvidia-gpu-driver-version"))),
+        ("VBIOS", str(c.get("x-nvidia-gpu-vbios-version"))),
+        (
+            "device chain",
+            f"{chain.get('x-nvidia-cert-status')} (OCSP {chain.get('x-nvidia-cert-ocsp-status')})",
+        ),
+        ("nonce", str(c.get("eat_nonce"))),
+        ("measurements", str(len(c.get("measurements", {})))),
+        ("RIMs", rims),
+    ]
+    if mismatched:
+        rows.append(("mismatched indexes", ", ".join(mismatched)))
     return rows
 
 

@@ -17,12 +17,14 @@ from veritee.verifier.collateral.amd import KdsVekSource
 from veritee.verifier.collateral.cache import CollateralCache
 from veritee.verifier.collateral.intel import FileCollateral, IntelCollateralSource, PcsCollateral
 from veritee.verifier.intel import IntelVerifier
+from veritee.verifier.nvidia import NvidiaVerifier, OcspStatus, RimFetcher
+from veritee.verifier.nvidia_certs import pinned_device_root, pinned_rim_root
 from veritee.verifier.sample import SampleVerifier
 from veritee.verifier.snp import SnpVerifier, VekSource
 from veritee.verifier.snp_roots import pinned_arks
-from veritee.verifier.trust_root import load_test_anchors
+from veritee.verifier.trust_root import TestAnchors, load_test_anchors
 
-TEES = ("tdx", "sgx", "snp", "sample")
+TEES = ("tdx", "sgx", "snp", "sample", "nvidia")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,12 @@ class VerifierSettings:
     offline: bool = False
     trust_root: Path | None = None
     allow_sample: bool = False
+    #: NVIDIA: RIM documents to compare (``--rim``); when given, nothing is fetched.
+    rims: tuple[bytes, ...] = ()
+    #: NVIDIA: fetch RIMs by id from this RIM service (and ask OCSP), through the cache.
+    rim_url: str | None = None
+    ocsp_url: str | None = None
+    require_rims: bool = False
 
 
 def _cache(settings: VerifierSettings) -> CollateralCache | None:
@@ -53,6 +61,37 @@ def _test_root_intermediates(root: Path) -> bytes | None:
     parts = [root / "amd" / name for name in ("ask.pem", "asvk.pem", "ark.pem")]
     present = [p.read_bytes() for p in parts if p.exists()]
     return b"".join(present) or None
+
+
+def _nvidia(settings: VerifierSettings, anchors: TestAnchors | None) -> NvidiaVerifier:
+    """RIMs: the given documents; else a test root's ``nvidia/rims`` (and ``nvidia/ocsp``); else
+    NVIDIA's services when a URL or offline mode is set; else none (measres "not-compared")."""
+    device_roots = [pinned_device_root(), *(anchors.nvidia_device_roots if anchors else ())]
+    rim_roots = [pinned_rim_root(), *(anchors.nvidia_rim_roots if anchors else ())]
+    rim_source: RimFetcher | None = None
+    ocsp: OcspStatus | None = None
+    local = settings.trust_root / "nvidia" if settings.trust_root else None
+    if not settings.rims and local is not None and (local / "rims").is_dir():
+        from veritee.verifier.collateral.nvidia import OcspChecker, RimSource
+
+        rim_source = RimSource(directory=local / "rims")
+        if (local / "ocsp").is_dir():
+            ocsp = OcspChecker(directory=local / "ocsp")
+    elif not settings.rims and (settings.rim_url or settings.ocsp_url or settings.offline):
+        from veritee.verifier.collateral.nvidia import OcspChecker, RimSource
+
+        cache, offline = _cache(settings), settings.offline
+        rim_source = RimSource(url=settings.rim_url, cache=cache, offline=offline)
+        ocsp = OcspChecker(url=settings.ocsp_url, cache=cache, offline=offline)
+    return NvidiaVerifier(
+        device_roots=device_roots,
+        rim_roots=rim_roots,
+        cert_chain=settings.cert_chain,
+        rims=settings.rims,
+        rim_source=rim_source,
+        ocsp=ocsp,
+        require_rims=settings.require_rims,
+    )
 
 
 def build_verifier(tee: str, settings: VerifierSettings) -> Verifier:
@@ -86,4 +125,6 @@ def build_verifier(tee: str, settings: VerifierSettings) -> Verifier:
         return SnpVerifier(cert_chain=chain, vek_source=vek_source, trusted_arks=arks)
     if tee == "sample":
         return SampleVerifier(enabled=settings.allow_sample)
+    if tee == "nvidia":
+        return _nvidia(settings, anchors)
     raise InputError(f"unknown tee {tee!r}; expected one of {', '.join(TEES)}")
