@@ -420,3 +420,10 @@ def test_without_report_data_the_nonce_is_not_claimed_matched() -> None:
     verdict = NvidiaVerifier(cert_chain=CHAIN).verify(REPORT, VerifyOptions())
     assert verdict.verified
     assert verdict.claims["x-nvidia-gpu-attestation-report-nonce-match"] is False
+
+
+def test_remembered_chain_signatures_never_accept_a_tampered_chain() -> None:
+    verifier = NvidiaVerifier(cert_chain=CHAIN)
+    assert verifier.verify(REPORT, OPTS).verified  # the real chain's signatures are remembered
+    tampered = NvidiaVerifier(cert_chain=_tampered_leaf_signature(CHAIN))
+    _rejected(tampered.verify(REPORT, OPTS), "cert_chain")

@@ -16,13 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
 from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from veritee.errors import VerificationError, VeriteeError
@@ -106,12 +108,41 @@ def _check_link(cert: x509.Certificate, issuer: x509.Certificate, index: int) ->
             f"{cert.issuer.rfc4514_string()!r}, but the next certificate is "
             f"{issuer.subject.rfc4514_string()!r} (a certificate is missing or out of order)",
         )
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    if not _signed_by(cert, issuer):
         raise VerificationError(
             "cert_chain", f"certificate {index} {name!r} is not signed by {common_name(issuer)!r}"
-        ) from exc
+        )
+
+
+# A GPU presents the same chain at every attestation: remember the signatures that verified,
+# keyed by everything their validity depends on (signed bytes, signature, issuer key).
+_VERIFIED: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+_VERIFIED_MAX: Final = 1024
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    issuer_key = issuer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    key = (cert.tbs_certificate_bytes, cert.signature, issuer_key)
+    with _VERIFIED_LOCK:
+        if key in _VERIFIED:
+            _VERIFIED.move_to_end(key)
+            return True
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = None
+        while len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    return True
+
+
+def clear_signature_memo() -> None:
+    """Forget the remembered chain signatures (benchmarks measure the cold path with it)."""
+    with _VERIFIED_LOCK:
+        _VERIFIED.clear()
 
 
 def _check_ca(cert: x509.Certificate) -> None:
