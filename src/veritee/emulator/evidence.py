@@ -22,19 +22,24 @@ from veritee.emulator.snp import apply_settings as apply_snp_settings
 
 EmulatedTee = Literal["tdx", "sgx", "snp", "sample"]
 EMULATED_TEES: tuple[EmulatedTee, ...] = ("tdx", "sgx", "snp", "sample")
+#: Emulated devices (Trustee's additional-evidence verifiers): an NVIDIA H100.
+EmulatedDevice = Literal["nvidia"]
+EMULATED_DEVICES: tuple[EmulatedDevice, ...] = ("nvidia",)
 _RTMR_FIELDS = ("rtmr0", "rtmr1", "rtmr2", "rtmr3")
 
 
 @dataclass(frozen=True)
 class EmulatedEvidence:
-    """``raw``: the quote or report; ``wire``: Trustee's evidence JSON for the tee."""
+    """``raw``: the quote or report; ``wire``: Trustee's evidence JSON for the tee.
+    ``rims``: for the GPU, its driver and VBIOS RIMs by file name (when asked for)."""
 
-    tee: EmulatedTee
+    tee: EmulatedTee | EmulatedDevice
     raw: bytes
     wire: dict[str, Any]
     collateral_json: str | None = None
     cert_chain_pem: bytes | None = None
     eventlog: bytes | None = None
+    rims: Mapping[str, bytes] | None = None
 
     def wire_bytes(self) -> bytes:
         return json.dumps(self.wire, separators=(",", ":")).encode()
@@ -42,7 +47,11 @@ class EmulatedEvidence:
 
 @dataclass(frozen=True)
 class EvidenceRequest:
-    tee: EmulatedTee
+    """For ``nvidia``: the SPDM nonce is the first 32 bytes of ``report_data`` (zero-padded),
+    ``settings`` are GPU fields (``measurement.N``, …), ``with_rims`` adds signed RIMs whose
+    golden values are the GPU's measurements except ``rim_tamper`` (block index -> value)."""
+
+    tee: EmulatedTee | EmulatedDevice
     report_data: bytes = b""
     settings: Mapping[str, bytes] | None = None
     tdx_version: Literal[4, 5] = 4
@@ -50,6 +59,10 @@ class EvidenceRequest:
     snp_version: Literal[3, 5] = 5
     signer: Literal["vcek", "vlek"] = "vcek"
     with_eventlog: bool = True
+    driver_version: str | None = None
+    vbios_version: str | None = None
+    with_rims: bool = False
+    rim_tamper: Mapping[int, bytes] | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -62,6 +75,8 @@ def emulate(root: TestRoot, request: EvidenceRequest) -> EmulatedEvidence:
     if len(request.report_data) > 64:
         raise ValueError("report data is at most 64 bytes")
     report_data = request.report_data.ljust(64, b"\x00")
+    if request.tee == "nvidia":
+        return _nvidia(root, request, settings)
     if request.tee == "tdx":
         return _tdx(root, request, report_data, settings)
     if request.tee == "sgx":
@@ -107,3 +122,28 @@ def _tdx(
     return EmulatedEvidence(
         "tdx", quote, wire, collateral_json=root.intel.collateral_json("tdx"), eventlog=log
     )
+
+
+def _nvidia(
+    root: TestRoot, request: EvidenceRequest, settings: dict[str, bytes]
+) -> EmulatedEvidence:
+    from veritee.emulator import nvidia  # signxml and lxml: only when a GPU is emulated
+
+    pki = root.gpu()
+    fields = nvidia.GpuFields(nonce=request.report_data[:32].ljust(32, b"\x00"))
+    if request.driver_version is not None:
+        fields.driver_version = request.driver_version
+    if request.vbios_version is not None:
+        fields.vbios_version = request.vbios_version
+    nvidia.apply_gpu_settings(fields, settings)
+    report = nvidia.build_gpu_report(pki, fields)
+    chain = pki.device_chain_pem()
+    rims = None
+    if request.with_rims:
+        driver, vbios = nvidia.build_rims(pki, fields, tamper=request.rim_tamper)
+        rims = {
+            nvidia.rim_file_name("driver", fields): driver,
+            nvidia.rim_file_name("vbios", fields): vbios,
+        }
+    wire = nvidia.gpu_evidence_json(report, chain)
+    return EmulatedEvidence("nvidia", report, wire, cert_chain_pem=chain, rims=rims)

@@ -24,11 +24,15 @@ __all__ = ["EmulatedEvidenceProvider"]
 class EmulatedEvidenceProvider:
     """Evidence from the emulator under the test root in ``root_dir`` (tdx, sgx, snp, sample).
 
-    ``devices`` adds composite evidence; ``sampledevice`` is the one emulated device
-    (Trustee's sample GPU: ``{"svn":"2","report_data":"<b64>"}``).
+    ``devices`` adds composite evidence: ``sampledevice`` (Trustee's sample GPU:
+    ``{"svn":"2","report_data":"<b64>"}``) and ``nvidia``, an emulated H100 whose evidence is
+    Trustee's ``{"device_evidence_list": [...]}`` with the first 32 bytes of the report data
+    as its SPDM nonce.  ``device_settings`` sets a device's fields (``{"nvidia":
+    {"measurement.3": …}}``); GPU fields given in ``settings`` (``measurement.N``, or any
+    field as ``nvidia.<field>``) go to the GPU, the rest to the CPU TEE.
     """
 
-    DEVICES: tuple[str, ...] = ("sampledevice",)
+    DEVICES: tuple[str, ...] = ("sampledevice", "nvidia")
 
     def __init__(
         self,
@@ -36,6 +40,7 @@ class EmulatedEvidenceProvider:
         *,
         devices: Sequence[str] = (),
         settings: Mapping[str, bytes] | None = None,
+        device_settings: Mapping[str, Mapping[str, bytes]] | None = None,
     ) -> None:
         unknown = [d for d in devices if d not in self.DEVICES]
         if unknown:
@@ -44,7 +49,16 @@ class EmulatedEvidenceProvider:
             )
         self.root_dir = root_dir
         self.devices = tuple(devices)
-        self.settings = dict(settings or {})
+        self.settings: dict[str, bytes] = {}
+        self.device_settings = {d: dict(v) for d, v in (device_settings or {}).items()}
+        gpu = self.device_settings.setdefault("nvidia", {})
+        for name, value in (settings or {}).items():
+            if name.startswith("measurement."):
+                gpu[name] = value
+            elif name.startswith("nvidia."):
+                gpu[name.removeprefix("nvidia.")] = value
+            else:
+                self.settings[name] = value
         self._root: TestRoot | None = None
 
     def _test_root(self) -> TestRoot:
@@ -69,7 +83,18 @@ class EmulatedEvidenceProvider:
             raise KbsClientError(f"emulated {tee} evidence: {exc}") from exc
 
     def additional_evidence(self, report_data: bytes) -> Mapping[str, Any]:
-        return {
-            device: {"svn": "2", "report_data": base64.b64encode(report_data).decode()}
-            for device in self.devices
-        }
+        return {device: self._device_evidence(device, report_data) for device in self.devices}
+
+    def _device_evidence(self, device: str, report_data: bytes) -> Any:
+        if device == "sampledevice":
+            return {"svn": "2", "report_data": base64.b64encode(report_data).decode()}
+        from veritee.emulator.evidence import EvidenceRequest, emulate
+        from veritee.errors import InputError
+
+        request = EvidenceRequest(
+            "nvidia", report_data=report_data, settings=self.device_settings.get(device)
+        )
+        try:
+            return emulate(self._test_root(), request).wire
+        except (InputError, ValueError) as exc:
+            raise KbsClientError(f"emulated {device} evidence: {exc}") from exc
