@@ -122,8 +122,7 @@ class Mismatch:
 
 def parse_rim(data: bytes, *, kind: RimKind | None = None) -> Rim:
     """Parse a RIM (no signature check).  Raises :class:`ParseError` naming what is wrong."""
-    root = _parse_xml(data)
-    return _rim_from(root, _signer_chain(root), kind)
+    return _rim_from(_parse_xml(data), None, kind)
 
 
 def _parse_xml(data: bytes) -> Any:
@@ -149,9 +148,12 @@ def _parse_xml(data: bytes) -> Any:
     return root
 
 
-def _rim_from(root: Any, chain: tuple[x509.Certificate, ...], kind: RimKind | None) -> Rim:
+def _rim_from(root: Any, chain: tuple[x509.Certificate, ...] | None, kind: RimKind | None) -> Rim:
+    """The RIM in ``root``; ``chain``: the signer chain, read from ``root`` when None."""
     if root.tag != f"{{{SWID_NS}}}SoftwareIdentity":
         raise ParseError(_WHAT, f"the root element is {root.tag}, not a 2015 SoftwareIdentity")
+    if chain is None:
+        chain = _signer_chain(root)
     name, tag_id = root.get("name"), root.get("tagId")
     if not name or not tag_id:
         raise ParseError(_WHAT, "SoftwareIdentity lacks its name or tagId")
@@ -266,8 +268,7 @@ def verify_rim(data: bytes, *, roots: Sequence[x509.Certificate], at: dt.datetim
     A document that does not parse is a :class:`ParseError`."""
     when = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
     root = _parse_xml(data)
-    chain = _signer_chain(root)
-    _rim_from(root, chain, None)  # structure first: a broken document is a ParseError
+    chain = _rim_from(root, None, None).signer_chain  # a broken document is a ParseError
     full = chain_to_root(chain, roots)
     _check_validity(full, when)
     config = SignatureConfiguration(location="./", expect_references=1, verification_time=when)
