@@ -17,26 +17,34 @@ the TCG RIM attributes and ``colloquialVersion``, and a Payload of 64 ``Resource
 type="Measurement"`` entries (RIM index I describes report block I+1), enveloped XML-DSig
 (ECDSA-SHA384, C14N 1.1) made with signxml, the RIM signer's chain in KeyInfo.  Their
 golden values are the emulated measurements, so report and RIMs match unless told not to.
+
+A test root's ``nvidia/`` also holds (:func:`save_test_root`) a good OCSP response for every
+non-root certificate of both PKIs, signed by its issuer, as ``ocsp/<serial in lower-case
+hex>.der``, and the default GPU's RIMs as ``rims/<RIM id>.swidtag``, so a verifier runs
+offline against it.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import importlib
+import itertools
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509 import ocsp
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
 
-from veritee.emulator.nvidia_pki import NvidiaTestRoot
+from veritee.emulator.nvidia_pki import DEVICE_NAMES, RIM_NAMES, NvidiaTestRoot
 
 # lxml ships no type information; signxml (typed) builds on it.
 _etree: Any = importlib.import_module("lxml.etree")
@@ -305,7 +313,41 @@ def write_rims(root: NvidiaTestRoot, fields: GpuFields, directory: Path) -> list
     return paths
 
 
+# ----------------------------------------------------------------------- OCSP
+
+
+def ocsp_responses(root: NvidiaTestRoot, now: dt.datetime | None = None) -> dict[str, bytes]:
+    """A good OCSP response (DER) for every non-root certificate of both PKIs, by lower-case
+    hex serial; each is signed by the certificate's issuer and current for 20 years."""
+    produced = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+    out: dict[str, bytes] = {}
+    for chain in (DEVICE_NAMES, RIM_NAMES):
+        for name, parent in itertools.pairwise(chain):
+            cert, issuer = root.certs[name], root.certs[parent]
+            response = (
+                ocsp.OCSPResponseBuilder()
+                .add_response(
+                    cert=cert,
+                    issuer=issuer,
+                    algorithm=hashes.SHA1(),  # noqa: S303 - the CertID hash OCSP clients send
+                    cert_status=ocsp.OCSPCertStatus.GOOD,
+                    this_update=produced - dt.timedelta(days=1),
+                    next_update=produced + dt.timedelta(days=20 * 365),
+                    revocation_time=None,
+                    revocation_reason=None,
+                )
+                .responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
+                .sign(root.keys[parent], hashes.SHA384())
+            )
+            out[f"{cert.serial_number:x}"] = response.public_bytes(serialization.Encoding.DER)
+    return out
+
+
 def save_test_root(root: NvidiaTestRoot, directory: Path) -> None:
-    """``root.save(directory)`` plus ``rims/`` for the default emulated GPU."""
+    """``root.save(directory)`` plus ``ocsp/<serial>.der`` (:func:`ocsp_responses`) and
+    ``rims/`` for the default emulated GPU."""
     root.save(directory)
+    (directory / "ocsp").mkdir(exist_ok=True)
+    for serial, der in ocsp_responses(root).items():
+        (directory / "ocsp" / f"{serial}.der").write_bytes(der)
     write_rims(root, GpuFields(), directory / "rims")

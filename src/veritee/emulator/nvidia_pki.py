@@ -21,16 +21,13 @@ certificate, every key EC P-384 and every signature ECDSA with SHA-384:
 
 The CRL and OCSP URLs are NVIDIA's, as in NVIDIA's certificates.  The keys are generated
 here, so nothing chains to NVIDIA's pinned roots; a verifier trusts ``device_root.pem`` and
-``rim_root.pem`` only when told to (``--trust-root``).  :meth:`NvidiaTestRoot.save` also
-writes a good OCSP response for every non-root certificate of both PKIs, signed by its
-issuer, as ``ocsp/<serial in lower-case hex>.der``.
+``rim_root.pem`` only when told to (``--trust-root``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 import os
 import secrets
 from collections.abc import Mapping
@@ -42,7 +39,6 @@ from asn1crypto import core, keys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 OID_DICE_TCB_INFO: Final = x509.ObjectIdentifier("2.23.133.5.4.1")
@@ -60,6 +56,27 @@ _C, _O, _CN, _SN = (
     NameOID.SERIAL_NUMBER,
 )
 _CORP = "NVIDIA Corporation"
+
+
+#: The CAs and the RIM signer: name, subject attributes in NVIDIA's order, issuer, validity in
+#: years (None: to 9999-12-31, as NVIDIA's device certificates), extension options.
+_CAS: Final[tuple[tuple[str, tuple[tuple[x509.ObjectIdentifier, str], ...], str | None,
+                        int | None, dict[str, Any]], ...]] = (
+    ("device_root", ((_CN, "NVIDIA Device Identity CA"), (_O, "NVIDIA")), None, None, {}),
+    ("device_identity", ((_CN, "NVIDIA GH100 Identity"), (_O, _CORP)), "device_root", None,
+     {"crl": "http://crl.ndis.nvidia.com/crl/l1-root.crl"}),
+    ("device_ica", ((_CN, "NVIDIA GH100 Provisioner ICA 1"), (_O, _CORP), (_C, "US")),
+     "device_identity", None, {"crl": "http://crl.ndis.nvidia.com/crl/l2-gh100.crl"}),
+    ("rim_root", ((_C, "US"), (_O, "NVIDIA"), (_CN, "NVIDIA CoRIM signing Root CA")), None, 30,
+     {"bare_root": True}),
+    ("rim_ca", ((_CN, "NVIDIA Reference Value GH100 CA"), (_O, _CORP), (_C, "US")), "rim_root",
+     10, {"crl": "http://crl.ndis.nvidia.com/crl-corim/l1-corim"}),
+    ("rim_l3", ((_CN, "NVIDIA Reference Value L3 GH100 001"), (_O, _CORP), (_C, "US")), "rim_ca",
+     5, {"path_length": 0, "ocsp_only": True}),
+    ("rim_signer", ((_C, "US"), (NameOID.STATE_OR_PROVINCE_NAME, "CA"),
+                    (NameOID.LOCALITY_NAME, "Santa Clara"), (_O, _CORP),
+                    (_CN, "HCC RIM L4 Signer")), "rim_l3", 4, {"end_entity": True}),
+)  # fmt: skip
 
 
 class _Fwid(core.Sequence):  # type: ignore[misc]
@@ -95,44 +112,20 @@ class NvidiaTestRoot:
         issued = _issue_time(now)
         made: dict[str, tuple[x509.Certificate, ec.EllipticCurvePrivateKey]] = {}
 
-        def issue(
-            name: str,
-            subject: x509.Name,
-            parent: str | None,
-            until: dt.datetime,
-            serial: int = 0,
-            **kw: Any,
-        ) -> None:
+        def issue(name: str, subject: x509.Name, parent: str | None, until: dt.datetime,
+                  serial: int = 0, **kw: Any) -> None:  # fmt: skip
             key = ec.generate_private_key(ec.SECP384R1())
             serial = serial or x509.random_serial_number()
             issuer_cert, issuer_key = made[parent] if parent else (None, key)
             cert = _cert(subject, key, issuer_cert, issuer_key, serial, issued, until, **kw)
             made[name] = (cert, key)
 
-        issue("device_root", _name((_CN, "NVIDIA Device Identity CA"), (_O, "NVIDIA")), None, _FAR)
-        issue(
-            "device_identity",
-            _name((_CN, "NVIDIA GH100 Identity"), (_O, _CORP)),
-            "device_root",
-            _FAR,
-            crl="http://crl.ndis.nvidia.com/crl/l1-root.crl",
-        )
-        issue(
-            "device_ica",
-            _name((_CN, "NVIDIA GH100 Provisioner ICA 1"), (_O, _CORP), (_C, "US")),
-            "device_identity",
-            _FAR,
-            crl="http://crl.ndis.nvidia.com/crl/l2-gh100.crl",
-        )
+        for name, attrs, parent, years, options in _CAS:
+            until = _FAR if years is None else _years(issued, years)
+            issue(name, _name(*attrs), parent, until, **options)
         brom_serial = (int.from_bytes(secrets.token_bytes(9), "big") >> 2) | (1 << 70)
-        issue(
-            "device_brom",
-            _gsp_name("GH100 A01 GSP BROM", f"{brom_serial:018X}"),
-            "device_ica",
-            _FAR,
-            serial=brom_serial,
-            plain_ca=True,
-        )
+        brom_name = _gsp_name("GH100 A01 GSP BROM", f"{brom_serial:018X}")
+        issue("device_brom", brom_name, "device_ica", _FAR, serial=brom_serial, plain_ca=True)
         brom_cert, brom_key = made["device_brom"]
         leaf_key = ec.generate_private_key(ec.SECP384R1())
         # NVIDIA's leaf serial is its key identifier (kept below 2**159, as X.509 wants).
@@ -142,43 +135,6 @@ class NvidiaTestRoot:
         fwid = hashlib.sha384(b"veritee emulated GH100 GSP FMC " + secrets.token_bytes(16))
         leaf = _leaf(leaf_key, brom_cert, brom_key, leaf_serial, issued, fwid.digest())
         made["device_leaf"] = (leaf, leaf_key)
-
-        rim_start = issued
-        issue(
-            "rim_root",
-            _name((_C, "US"), (_O, "NVIDIA"), (_CN, "NVIDIA CoRIM signing Root CA")),
-            None,
-            _years(rim_start, 30),
-            bare_root=True,
-        )
-        issue(
-            "rim_ca",
-            _name((_CN, "NVIDIA Reference Value GH100 CA"), (_O, _CORP), (_C, "US")),
-            "rim_root",
-            _years(rim_start, 10),
-            crl="http://crl.ndis.nvidia.com/crl-corim/l1-corim",
-        )
-        issue(
-            "rim_l3",
-            _name((_CN, "NVIDIA Reference Value L3 GH100 001"), (_O, _CORP), (_C, "US")),
-            "rim_ca",
-            _years(rim_start, 5),
-            path_length=0,
-            ocsp_only=True,
-        )
-        issue(
-            "rim_signer",
-            _name(
-                (_C, "US"),
-                (NameOID.STATE_OR_PROVINCE_NAME, "CA"),
-                (NameOID.LOCALITY_NAME, "Santa Clara"),
-                (_O, _CORP),
-                (_CN, "HCC RIM L4 Signer"),
-            ),
-            "rim_l3",
-            _years(rim_start, 4),
-            end_entity=True,
-        )
         return cls({n: c for n, (c, _) in made.items()}, {n: k for n, (_, k) in made.items()})
 
     # ----------------------------------------------------------------- accessors
@@ -228,37 +184,11 @@ class NvidiaTestRoot:
         names = [*DEVICE_NAMES[1:], *RIM_NAMES[1:]]
         return [(self.certs[n], self.keys[n]) for n in names]
 
-    def ocsp_responses(self, now: dt.datetime | None = None) -> dict[str, bytes]:
-        """A good OCSP response (DER) for every non-root certificate, by lower-case hex serial;
-        each is signed by the certificate's issuer and current for 20 years from ``now``."""
-        produced = _issue_time(now)
-        out: dict[str, bytes] = {}
-        for chain in (DEVICE_NAMES, RIM_NAMES):
-            for name, parent in itertools.pairwise(chain):
-                cert, issuer = self.certs[name], self.certs[parent]
-                response = (
-                    ocsp.OCSPResponseBuilder()
-                    .add_response(
-                        cert=cert,
-                        issuer=issuer,
-                        algorithm=hashes.SHA1(),  # noqa: S303 - CertID hash, as OCSP clients send
-                        cert_status=ocsp.OCSPCertStatus.GOOD,
-                        this_update=produced,
-                        next_update=_years(produced, 20),
-                        revocation_time=None,
-                        revocation_reason=None,
-                    )
-                    .responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
-                    .sign(self.keys[parent], hashes.SHA384())
-                )
-                out[f"{cert.serial_number:x}"] = response.public_bytes(serialization.Encoding.DER)
-        return out
-
     # --------------------------------------------------------------------- files
 
     def save(self, directory: Path) -> None:
-        """``<name>.pem`` and ``<name>.key`` (0600) for every certificate, ``device_chain.pem``
-        and ``ocsp/<serial>.der``; ``device_root.pem`` and ``rim_root.pem`` are the anchors."""
+        """``<name>.pem`` and ``<name>.key`` (0600) for every certificate and
+        ``device_chain.pem``; ``device_root.pem`` and ``rim_root.pem`` are the anchors."""
         directory.mkdir(parents=True, exist_ok=True)
         for name, cert in self.certs.items():
             (directory / f"{name}.pem").write_bytes(_pem(cert))
@@ -269,9 +199,6 @@ class NvidiaTestRoot:
             )
             _write_private(directory / f"{name}.key", key)
         (directory / "device_chain.pem").write_bytes(self.device_chain_pem())
-        (directory / "ocsp").mkdir(exist_ok=True)
-        for serial, der in self.ocsp_responses().items():
-            (directory / "ocsp" / f"{serial}.der").write_bytes(der)
 
     @classmethod
     def load(cls, directory: Path) -> NvidiaTestRoot:
