@@ -153,7 +153,7 @@ def test_emulated_tdx_evidence_carries_the_padded_report_data(test_root: Any) ->
 
 def test_emulated_provider_refusals(tmp_path: Path) -> None:
     with pytest.raises(KbsClientError, match="no emulated device"):
-        EmulatedEvidenceProvider(tmp_path, devices=["nvidia"])
+        EmulatedEvidenceProvider(tmp_path, devices=["amd-gpu"])
     with pytest.raises(KbsClientError, match="no 'az-snp-vtpm' TEE"):
         EmulatedEvidenceProvider(tmp_path).evidence("az-snp-vtpm", b"x")
 
