@@ -165,3 +165,36 @@ def test_one_changed_measurement_names_its_index(test_root: TestRoot) -> None:
     )
     assert verdict.step == "rim_measurements"
     assert "index(es) 22 " in (verdict.error or "")
+
+
+def test_a_report_without_a_vbios_rim_id_part_is_a_named_refusal(
+    test_root: TestRoot, tmp_path: Path
+) -> None:
+    # The RIM service's VBIOS id is built from the report's project, SKUs and version; a GPU
+    # that reports no project cannot be looked up.  With RIMs required that is rim_missing;
+    # otherwise the driver RIM is still compared and the claims carry the warning.
+    from veritee.emulator.nvidia import write_rims
+    from veritee.verifier.collateral.nvidia import RimSource
+
+    pki = test_root.gpu()
+    fields = GpuFields(nonce=REPORT_DATA[:32], project="")
+    write_rims(pki, fields, tmp_path / "rims")
+    evidence = json.dumps(gpu_evidence_json(build_gpu_report(pki, fields), pki.device_chain_pem()))
+    options = VerifyOptions(report_data=REPORT_DATA)
+
+    def verifier(require: bool) -> NvidiaVerifier:
+        return NvidiaVerifier(
+            device_roots=[pki.device_root],
+            rim_roots=[pki.rim_root],
+            rim_source=RimSource(directory=tmp_path / "rims", offline=True),
+            require_rims=require,
+        )
+
+    refused = verifier(True).verify(evidence.encode(), options)
+    assert not refused.verified
+    assert refused.step == "rim_missing"
+    assert "no vbios RIM id" in (refused.error or "")
+    partial = verifier(False).verify(evidence.encode(), options)
+    assert partial.claims["x-nvidia-attestation-warning"].startswith("vbios RIM not fetched")
+    assert partial.claims["x-nvidia-gpu-driver-rim-fetched"] is True
+    assert partial.claims["x-nvidia-gpu-vbios-rim-fetched"] is False

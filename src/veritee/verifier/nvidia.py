@@ -363,7 +363,13 @@ class NvidiaVerifier:
         for kind in KINDS:
             if kind in documents:
                 continue
-            rim_id = _rim_id(state.report, kind)
+            try:
+                rim_id = _rim_id(state.report, kind)
+            except ParseError as exc:  # the report lacks a part of the RIM's id
+                if self._require_rims:
+                    raise VerificationError("rim_missing", f"no {kind} RIM id: {exc}") from None
+                state.rims[kind].warning = f"{kind} RIM not fetched: {exc}"
+                continue
             try:
                 documents[kind] = self._rim_source.rim(rim_id, at=when)
             except CollateralError as exc:

@@ -28,9 +28,10 @@ from starlette.routing import Route
 
 from veritee.errors import CollateralError, CollateralMissing
 from veritee.store.kv import MemoryStore
+from veritee.verifier.collateral.anchor import Anchor
 from veritee.verifier.collateral.cache import CollateralCache
 from veritee.verifier.collateral.nvidia import OCSP_URL, RIM_SERVICE_URL, OcspChecker, RimSource
-from veritee.verifier.nvidia_certs import pinned_device_root
+from veritee.verifier.nvidia_certs import pinned_device_root, pinned_rim_root
 
 NV = VECTORS / "nvidia"
 DRIVER = (NV / "Driver_RIM_test_no_gpu.swidtag").read_bytes()
@@ -146,6 +147,20 @@ def test_rims_from_the_service_then_from_the_cache_then_offline(rim_service: Rim
         offline.rim(DRIVER_ID, at=NOW)
     assert RimSource(url=rim_service.url, cache=cache).rim(DRIVER_ID, at=NOW) == DRIVER
     assert rim_service.asked == [DRIVER_ID, VBIOS_ID, DRIVER_ID]
+
+
+def test_the_default_cache_keeps_rims_under_nvidias_pinned_rim_root(
+    rim_service: RimService,
+) -> None:
+    # A cache without test roots (the operator default) keeps only items under a vendor root:
+    # NVIDIA's RIM root is one, so real RIMs are cached and served offline afterwards.
+    cache = CollateralCache(MemoryStore())
+    assert RimSource(url=rim_service.url, cache=cache).rim(DRIVER_ID, at=INSIDE) == DRIVER
+    (entry,) = cache.entries()
+    assert entry.root == Anchor.of(pinned_rim_root()).fingerprint
+    assert Anchor.of(pinned_rim_root()).vendor
+    assert Anchor.of(pinned_device_root()).vendor
+    assert RimSource(cache=cache, offline=True).rim(DRIVER_ID, at=INSIDE) == DRIVER
 
 
 def test_the_default_service_url_is_nvidias() -> None:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from veritee.errors import CollateralError
 from veritee.verifier.intel_root import intel_root_ca
+from veritee.verifier.nvidia_certs import pinned_device_root, pinned_rim_root
 from veritee.verifier.snp_roots import pinned_arks
 
 __all__ = ["Anchor", "anchor_of_chain", "vendor_fingerprints"]
@@ -32,8 +33,10 @@ __all__ = ["Anchor", "anchor_of_chain", "vendor_fingerprints"]
 
 @functools.cache
 def vendor_fingerprints() -> frozenset[str]:
-    """SHA-256 fingerprints of the pinned vendor roots: Intel's SGX Root CA and AMD's ARKs."""
-    ders = [intel_root_ca(), *(ark.public_bytes(Encoding.DER) for ark in pinned_arks())]
+    """SHA-256 fingerprints of the pinned vendor roots: Intel's SGX Root CA, AMD's ARKs and
+    NVIDIA's device identity and RIM signing roots."""
+    certs = [*pinned_arks(), pinned_device_root(), pinned_rim_root()]
+    ders = [intel_root_ca(), *(cert.public_bytes(Encoding.DER) for cert in certs)]
     return frozenset(hashlib.sha256(der).hexdigest() for der in ders)
 
 
