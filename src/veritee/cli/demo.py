@@ -11,6 +11,9 @@
    with skopeo, pulled in the emulated guest behind attestation: insecure-accept-all, a
    signed image accepted and an unsigned one refused, an encrypted image decrypted only
    once the KBS releases its key.
+5. Seed 002, confidential AI (:mod:`veritee.cli.demo_gpu`): the TDX guest with an emulated
+   H100; the AS gives ``cpu0`` and ``gpu0``; a policy needing both releases the model key,
+   and a GPU whose measurement differs from its RIM is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from veritee.cli.demo_gpu import run_gpu_demo
 from veritee.cli.demo_images import run_image_demo
 
 SEED_CLIENT_POLICY = """package policy
@@ -160,6 +164,14 @@ def _run(base: Path) -> bool:
             console.print(f"after an allow policy: released and decrypted: {secret.decode()}")
             good &= secret == SEED_SECRET
         good &= run_image_demo(console, base, root_dir, kbs_url, admin_token)
+        if root.nvidia is None:
+            console.rule("seed 002: confidential AI, a CPU TEE and an NVIDIA H100")
+            console.print(
+                f"[yellow]skipped[/yellow]: the test root in {root_dir} was made before GPU "
+                "support and has no nvidia/ PKI; remove that directory to make a new one"
+            )
+        else:
+            good &= run_gpu_demo(console, root_dir, kbs_url, admin_token)
     finally:
         kbs_server.should_exit = True
         as_server.should_exit = True
