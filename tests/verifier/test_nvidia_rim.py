@@ -36,8 +36,8 @@ from veritee.verifier.nvidia_rim import (
     compare_measurements,
     parse_rim,
     rim_id,
-    verify_rim,
 )
+from veritee.verifier.nvidia_rim_signature import verify_rim
 
 # lxml ships no type information; signxml signs lxml trees.
 etree: Any = importlib.import_module("lxml.etree")

@@ -68,14 +68,14 @@ __all__ = ["NvidiaVerifier", "OcspStatus", "RimFetcher", "parse_gpu_evidence", "
 
 
 class RimFetcher(Protocol):
-    """Where RIMs come from by id (helper ``veritee.verifier.collateral.nvidia.RimSource``)."""
+    """Where RIMs come from by id (helper ``veritee.verifier.collateral.nvidia_rims.RimSource``)."""
 
     def rim(self, rim_id: str, *, at: dt.datetime | None = None) -> bytes: ...
 
 
 class OcspStatus(Protocol):
     """Revocation status of a chain: "good", "revoked" or "unknown"
-    (``veritee.verifier.collateral.nvidia.OcspChecker``)."""
+    (``veritee.verifier.collateral.nvidia_ocsp.OcspChecker``)."""
 
     def status(self, chain: Sequence[x509.Certificate], *, at: dt.datetime) -> str: ...
 
@@ -284,14 +284,16 @@ class NvidiaVerifier:
             )
         if not documents:
             return  # nothing to compare: measres stays "not-compared"
-        from veritee.verifier import nvidia_rim
+        from veritee.verifier import nvidia_rim, nvidia_rim_signature
 
         verified: dict[str, nvidia_rim.Rim] = {}
         for kind, data in documents.items():
             rim = state.rims[kind]
             rim.fetched = rim.schema = True
             try:
-                verified[kind] = found = nvidia_rim.verify_rim(data, roots=self._rim_roots, at=when)
+                verified[kind] = found = nvidia_rim_signature.verify_rim(
+                    data, roots=self._rim_roots, at=when
+                )
             except VerificationError as exc:
                 rim.cert_status = {"rim_expired": "expired", "rim_chain": "invalid"}.get(
                     exc.step, "unknown"

@@ -72,13 +72,15 @@ def _nvidia(settings: VerifierSettings, anchors: TestAnchors | None) -> NvidiaVe
     ocsp: OcspStatus | None = None
     local = settings.trust_root / "nvidia" if settings.trust_root else None
     if not settings.rims and local is not None and (local / "rims").is_dir():
-        from veritee.verifier.collateral.nvidia import OcspChecker, RimSource
+        from veritee.verifier.collateral.nvidia_ocsp import OcspChecker
+        from veritee.verifier.collateral.nvidia_rims import RimSource
 
         rim_source = RimSource(directory=local / "rims")
         if (local / "ocsp").is_dir():
             ocsp = OcspChecker(directory=local / "ocsp")
     elif not settings.rims and (settings.rim_url or settings.ocsp_url or settings.offline):
-        from veritee.verifier.collateral.nvidia import OcspChecker, RimSource
+        from veritee.verifier.collateral.nvidia_ocsp import OcspChecker
+        from veritee.verifier.collateral.nvidia_rims import RimSource
 
         cache, offline = _cache(settings), settings.offline
         rim_source = RimSource(url=settings.rim_url, cache=cache, offline=offline)

@@ -30,7 +30,8 @@ from veritee.errors import CollateralError, CollateralMissing
 from veritee.store.kv import MemoryStore
 from veritee.verifier.collateral.anchor import Anchor
 from veritee.verifier.collateral.cache import CollateralCache
-from veritee.verifier.collateral.nvidia import OCSP_URL, RIM_SERVICE_URL, OcspChecker, RimSource
+from veritee.verifier.collateral.nvidia_ocsp import OCSP_URL, OcspChecker
+from veritee.verifier.collateral.nvidia_rims import RIM_SERVICE_URL, RimSource
 from veritee.verifier.nvidia_certs import pinned_device_root, pinned_rim_root
 
 NV = VECTORS / "nvidia"
