@@ -109,7 +109,7 @@ def test_the_guest_carries_trustees_composite_gpu_evidence(test_root: TestRoot) 
     assert set(extra) == {"nvidia", "sampledevice"}
     (device,) = extra["nvidia"]["device_evidence_list"]
     assert device["arch"] == "HOPPER"
-    report = parse_report(bytes.fromhex(device["evidence"]))
+    report = parse_report(base64.b64decode(device["evidence"]))
     assert report.nonce == REPORT_DATA[:32]
     assert report.measurements[5] == b"\x07" * 48
     assert test_root.nvidia is not None
@@ -120,7 +120,7 @@ def test_the_guest_carries_trustees_composite_gpu_evidence(test_root: TestRoot) 
         test_root.directory, devices=["nvidia"], device_settings={"nvidia": {"fwid": bytes(48)}}
     )
     (dev,) = routed.additional_evidence(REPORT_DATA)["nvidia"]["device_evidence_list"]
-    assert parse_report(bytes.fromhex(dev["evidence"])).fwid == "00" * 48
+    assert parse_report(base64.b64decode(dev["evidence"])).fwid == "00" * 48
 
 
 def _verifier(root: TestRoot, rims: tuple[bytes, bytes]) -> NvidiaVerifier:
@@ -174,7 +174,7 @@ def test_a_report_without_a_vbios_rim_id_part_is_a_named_refusal(
     # that reports no project cannot be looked up.  With RIMs required that is rim_missing;
     # otherwise the driver RIM is still compared and the claims carry the warning.
     from veritee.emulator.nvidia import write_rims
-    from veritee.verifier.collateral.nvidia import RimSource
+    from veritee.verifier.collateral.nvidia_rims import RimSource
 
     pki = test_root.gpu()
     fields = GpuFields(nonce=REPORT_DATA[:32], project="")

@@ -13,6 +13,7 @@ from rich.markup import escape
 from veritee.cli.guest_options import (
     AaConfigOption,
     CdhConfigOption,
+    DeviceOption,
     EmulatedOption,
     EventlogOption,
     InitdataOption,
@@ -50,6 +51,7 @@ def serve(
     initdata: InitdataOption = None,
     emulated: EmulatedOption = None,
     tee: TeeOption = "tdx",
+    device: DeviceOption = None,
     eventlog: EventlogOption = None,
 ) -> None:
     """Serve the guest's local REST API (guest-components' api-server-rest, AA and CDH)."""
@@ -62,8 +64,14 @@ def serve(
             f"expected one of {', '.join(FEATURES)}, got {features!r}", param_hint="--features"
         )
     settings = agent_settings(
-        features=features, config=config, cdh_config=cdh_config, initdata=initdata,
-        emulated=emulated, tee=tee, eventlog=eventlog,
+        features=features,
+        config=config,
+        cdh_config=cdh_config,
+        initdata=initdata,
+        emulated=emulated,
+        tee=tee,
+        eventlog=eventlog,
+        devices=device,
     )
     try:
         parts = build_agent(settings)
@@ -74,8 +82,9 @@ def serve(
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     if emulated is not None:
         console.print(
-            f"[yellow]emulated {parts.aa.tee.upper()} under the test root {emulated}: its "
-            "evidence proves nothing about hardware[/yellow]"
+            f"[yellow]emulated {parts.aa.tee.upper()}"
+            f"{''.join(' + ' + t for t in parts.aa.additional_tees)} under the test root "
+            f"{emulated}: its evidence proves nothing about hardware[/yellow]"
         )
     _serve(parts.app, host, port, f"agent ({parts.aa.tee}, features {features})")
 

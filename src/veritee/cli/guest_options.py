@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AaConfigOption",
     "CdhConfigOption",
+    "DeviceOption",
     "EmulatedOption",
     "EventlogOption",
     "InitdataOption",
@@ -38,6 +39,15 @@ EmulatedOption = Annotated[
         help="Run in an emulated TEE under this test root (veritee emulator init).",
     ),
 ]
+DeviceOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--device",
+        metavar="nvidia",
+        help="An emulated additional device (with --emulated): nvidia, the test root's H100, "
+        "whose evidence the AA gives as additional evidence.  Repeatable.",
+    ),
+]
 TeeOption = Annotated[
     str, typer.Option(metavar="tdx|snp|sgx", help="The emulated TEE (with --emulated).")
 ]
@@ -60,6 +70,7 @@ def agent_settings(
     tee: str,
     eventlog: Path | None,
     features: str = "resource",
+    devices: list[str] | None = None,
 ) -> AgentSettings:
     from veritee.guest.bootstrap import AgentSettings
 
@@ -70,5 +81,6 @@ def agent_settings(
         initdata=initdata,
         emulated_root=emulated,
         emulated_tee=tee,
+        emulated_devices=tuple(devices or ()),
         eventlog=eventlog,
     )

@@ -27,6 +27,7 @@ offline against it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import importlib
@@ -51,6 +52,7 @@ _etree: Any = importlib.import_module("lxml.etree")
 
 BLOCKS: Final = 64
 DIGEST_LEN: Final = 48
+DEFAULT_UUID: Final = "GPU-00000000-0000-0000-0000-000000000000"
 #: RIM indexes (0-based) that NVIDIA's GH100 driver and VBIOS RIMs mark active.
 DRIVER_INDEXES: Final = (7, *range(21, 41))
 VBIOS_INDEXES: Final = (*range(7), *range(8, 13))
@@ -188,9 +190,28 @@ def build_gpu_report(root: NvidiaTestRoot, fields: GpuFields) -> bytes:
     return signed + r.to_bytes(48, "big") + s.to_bytes(48, "big")
 
 
-def gpu_evidence_json(
-    report: bytes, chain_pem: bytes, uuid: str = "GPU-00000000-0000-0000-0000-000000000000"
-) -> dict[str, Any]:
+class EmulatedGpu:
+    """The emulated H100 behind the guest's :class:`~veritee.guest.attesters.nvidia.NvidiaGpu`
+    interface: each report is signed afresh over the nonce asked for, with ``fields``' other
+    values (the default GPU unless given)."""
+
+    arch = "HOPPER"
+
+    def __init__(
+        self, root: NvidiaTestRoot, fields: GpuFields | None = None, uuid: str = DEFAULT_UUID
+    ) -> None:
+        self.root = root
+        self.fields = fields or GpuFields()
+        self.uuid = uuid
+
+    def attestation_report(self, nonce: bytes) -> bytes:
+        return build_gpu_report(self.root, dataclasses.replace(self.fields, nonce=nonce))
+
+    def certificate_chain(self) -> bytes:
+        return self.root.device_chain_pem()
+
+
+def gpu_evidence_json(report: bytes, chain_pem: bytes, uuid: str = DEFAULT_UUID) -> dict[str, Any]:
     """Trustee's ``nvidia`` evidence: one Hopper device, the report in hex, the chain as the
     base64 of its PEM text."""
     device = {

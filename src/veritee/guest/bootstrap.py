@@ -16,13 +16,13 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from veritee.errors import ConfigError, InputError
 from veritee.guest.aa import AttestationAgent
 from veritee.guest.aa_config import AaConfig, load_aa_config
 from veritee.guest.api import Features, create_app
-from veritee.guest.attesters.base import Kernel
+from veritee.guest.attesters.base import Attester, Kernel
 from veritee.guest.attesters.detect import (
     attester_for,
     detect_attester,
@@ -49,6 +49,7 @@ class AgentSettings:
     initdata: Path | None = None
     emulated_root: Path | None = None
     emulated_tee: str = "tdx"
+    emulated_devices: tuple[str, ...] = ()
     eventlog: Path | None = None
     credentials_root: Path | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -66,6 +67,7 @@ class AgentParts:
 def build_agent(settings: AgentSettings) -> AgentParts:
     """Everything the agent serves; ConfigError/InputError/AgentError name what is wrong."""
     notes: list[str] = []
+    extra_devices = _emulated_devices(settings)  # a wrong --device fails before anything else
     initdata = _read_initdata(settings.initdata)
     aa_config = _aa_config(settings, initdata)
     notes += [f"{aa_config.source}: unknown key {key!r} ignored" for key in aa_config.warnings]
@@ -87,8 +89,9 @@ def build_agent(settings: AgentSettings) -> AgentParts:
             )
         else:
             notes.append(f"{attester.tee} has no runtime measurement register: AAEL is off")
+    devices = [*detect_devices(kernel), *extra_devices]
     aa = AttestationAgent(
-        attester, aa_config, devices=detect_devices(kernel), initdata=initdata, eventlog=eventlog
+        attester, aa_config, devices=devices, initdata=initdata, eventlog=eventlog
     )
     note = aa.check_init_data()
     if note is not None:
@@ -154,6 +157,28 @@ def _kernel(settings: AgentSettings, initdata: Initdata | None) -> Kernel:
         init_data_digest=digest,
         env=settings.env,
     )
+
+
+EMULATED_DEVICES: Final = ("nvidia",)
+
+
+def _emulated_devices(settings: AgentSettings) -> list[Attester]:
+    """The additional devices of the emulated machine: ``nvidia`` is the test root's H100."""
+    if not settings.emulated_devices:
+        return []
+    if settings.emulated_root is None:
+        raise InputError("an emulated device needs an emulated TEE (--emulated ROOTDIR)")
+    unknown = [d for d in settings.emulated_devices if d not in EMULATED_DEVICES]
+    if unknown:
+        raise InputError(
+            f"no emulated device {', '.join(unknown)}; expected {', '.join(EMULATED_DEVICES)}"
+        )
+    from veritee.emulator.nvidia import EmulatedGpu
+    from veritee.emulator.root import TestRoot
+    from veritee.guest.attesters.nvidia import NvidiaAttester
+
+    gpu = EmulatedGpu(TestRoot.load(settings.emulated_root).gpu())
+    return [NvidiaAttester([gpu])]
 
 
 def _default_eventlog(settings: AgentSettings) -> Path:

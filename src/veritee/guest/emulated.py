@@ -9,10 +9,12 @@ the benchmarks attest with.  Its evidence verifies only where that test root is 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from veritee.guest.attesters.base import AttesterError
 from veritee.guest.kbs_protocol import KbsClientError
 
 if TYPE_CHECKING:
@@ -25,9 +27,10 @@ class EmulatedEvidenceProvider:
     """Evidence from the emulator under the test root in ``root_dir`` (tdx, sgx, snp, sample).
 
     ``devices`` adds composite evidence: ``sampledevice`` (Trustee's sample GPU:
-    ``{"svn":"2","report_data":"<b64>"}``) and ``nvidia``, an emulated H100 whose evidence is
-    Trustee's ``{"device_evidence_list": [...]}`` with the first 32 bytes of the report data
-    as its SPDM nonce.  ``device_settings`` sets a device's fields (``{"nvidia":
+    ``{"svn":"2","report_data":"<b64>"}``) and ``nvidia``, an emulated H100 read by the
+    guest's NVIDIA attester (:mod:`veritee.guest.attesters.nvidia`, as on hardware): Trustee's
+    ``{"device_evidence_list": [...]}`` with the first 32 bytes of the report data as its
+    SPDM nonce.  ``device_settings`` sets a device's fields (``{"nvidia":
     {"measurement.3": …}}``); GPU fields given in ``settings`` (``measurement.N``, or any
     field as ``nvidia.<field>``) go to the GPU, the rest to the CPU TEE.
     """
@@ -88,13 +91,14 @@ class EmulatedEvidenceProvider:
     def _device_evidence(self, device: str, report_data: bytes) -> Any:
         if device == "sampledevice":
             return {"svn": "2", "report_data": base64.b64encode(report_data).decode()}
-        from veritee.emulator.evidence import EvidenceRequest, emulate
+        from veritee.emulator.nvidia import EmulatedGpu, GpuFields, apply_gpu_settings
         from veritee.errors import InputError
+        from veritee.guest.attesters.nvidia import NvidiaAttester
 
-        request = EvidenceRequest(
-            "nvidia", report_data=report_data, settings=self.device_settings.get(device)
-        )
         try:
-            return emulate(self._test_root(), request).wire
-        except (InputError, ValueError) as exc:
+            fields = GpuFields()
+            apply_gpu_settings(fields, self.device_settings.get(device, {}))
+            gpu = EmulatedGpu(self._test_root().gpu(), fields)
+            return json.loads(NvidiaAttester([gpu]).evidence(report_data))
+        except (InputError, ValueError, AttesterError) as exc:
             raise KbsClientError(f"emulated {device} evidence: {exc}") from exc
