@@ -213,3 +213,18 @@ def test_cli_with_both_rims_exits_1_at_rim_version() -> None:
     assert doc["error"].startswith("rim_version: the driver RIM is for 545.00")
     assert doc["claims"]["measres"] == "fail"
     assert doc["claims"]["x-nvidia-gpu-attestation-report-signature-verified"] is True
+
+
+def test_cli_table_lists_the_mismatched_indexes_in_order() -> None:
+    args = [
+        "verify", str(NV / "hopperAttestationReport.txt"), "--tee", "nvidia",
+        "--cert-chain", str(NV / "hopperCertChain.txt"), "--rim", str(DRIVER_RIM),
+        "--rim", str(VBIOS_RIM), "--report-data", NONCE.hex(), "--at", "2024-06-01T00:00:00Z",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    row = result.output.split("mismatched indexes")[1].split("└")[0]
+    # The indexes this report and the test_no_gpu RIMs differ at (computed from the artefacts:
+    # tests/verifier/test_nvidia_rim.py), listed in numeric order.
+    listed = [int(n) for n in re.findall(r"\d+", row)]
+    assert listed == [2, 3, 4, 8, 10, 12, 22, 23, 26, 27, 28, 30, 31, 32, 33, 35, 37, 38, 40, 41]

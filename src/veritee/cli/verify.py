@@ -216,9 +216,8 @@ def _nvidia_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
     chain = c.get("x-nvidia-gpu-attestation-report-cert-chain", {})
     measres = c.get("measres")
     rims = "not compared (no RIM given)" if measres == "not-compared" else str(measres)
-    mismatched = sorted(
-        {str(m["index"]) for m in c.get("x-nvidia-mismatch-measurement-records", [])}
-    )
+    records = c.get("x-nvidia-mismatch-measurement-records", [])
+    mismatched = [str(i) for i in sorted({int(m["index"]) for m in records})]
     rows = [
         ("arch", str(c.get("arch"))),
         ("driver", str(c.get("x-nvidia-gpu-driver-version"))),
