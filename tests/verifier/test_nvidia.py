@@ -33,13 +33,14 @@ from datadir import VECTORS
 
 from veritee.errors import ParseError
 from veritee.verifier.base import DeviceVerifier, Verdict, Verifier, VerifyOptions
-from veritee.verifier.nvidia import NvidiaVerifier, trustee_claims
+from veritee.verifier.nvidia import NvidiaVerifier
 from veritee.verifier.nvidia_certs import (
     OID_TCG_DICE_TCB_INFO,
     fingerprint,
     pinned_device_root,
     pinned_rim_root,
 )
+from veritee.verifier.nvidia_claims import trustee_claims
 from veritee.verifier.nvidia_spdm import parse_report
 
 NV = VECTORS / "nvidia"

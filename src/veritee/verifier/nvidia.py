@@ -33,9 +33,9 @@ Without any RIM (none given, no RIM source) the report's own checks decide and `
 ``"not-compared"``.  OCSP is asked only when an :class:`OcspStatus` is configured; otherwise
 every ``x-nvidia-cert-ocsp-status`` is ``"unknown"``, never ``"good"``.
 
-Claims: Trustee's local claims exactly (``arch``, ``uuid``, ``measurements``, ``config``), plus
-the NRAS / nvtrust ``x-nvidia-*`` claims, ``measres``, ``hwmodel``, ``ueid`` and, when the chain
-ends at a test root, ``emulated``.
+Claims (:mod:`veritee.verifier.nvidia_claims`): Trustee's local claims exactly (``arch``,
+``uuid``, ``measurements``, ``config``), plus the NRAS / nvtrust ``x-nvidia-*`` claims,
+``measres``, ``hwmodel``, ``ueid`` and, when the chain ends at a test root, ``emulated``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from cryptography import x509
@@ -55,16 +54,16 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from veritee.errors import CollateralError, ParseError, VerificationError
 from veritee.pem import load_certificates
 from veritee.verifier import nvidia_certs as certs
-from veritee.verifier.base import JSON, TCB_NOT_APPLICABLE, Verdict, VerifyOptions, pad, rejected
+from veritee.verifier.base import TCB_NOT_APPLICABLE, Verdict, VerifyOptions, pad, rejected
+from veritee.verifier.nvidia_claims import KINDS, DeviceState
 from veritee.verifier.nvidia_spdm import NONCE_LEN, GpuDevice, SpdmReport, parse_gpu_evidence
 from veritee.verifier.nvidia_spdm import parse_report as parse_spdm_report
 
 TEE: Final = "nvidia"
-KINDS: Final = ("driver", "vbios")
 #: nvdec0_status 0x55 ("U"): NVDEC0 is disabled and measurement 35 is not compared (nvtrust).
 NVDEC0_DISABLED: Final = "U"
 
-__all__ = ["NvidiaVerifier", "OcspStatus", "RimFetcher", "parse_gpu_evidence", "trustee_claims"]
+__all__ = ["NvidiaVerifier", "OcspStatus", "RimFetcher", "parse_gpu_evidence"]
 
 
 class RimFetcher(Protocol):
@@ -78,108 +77,6 @@ class OcspStatus(Protocol):
     (``veritee.verifier.collateral.nvidia_ocsp.OcspChecker``)."""
 
     def status(self, chain: Sequence[x509.Certificate], *, at: dt.datetime) -> str: ...
-
-
-@dataclass
-class _Rim:
-    """What is known of one RIM (driver or VBIOS) so far."""
-
-    fetched: bool = False
-    schema: bool = False
-    signature: bool = False
-    version: str | None = None
-    version_match: bool = False
-    available: bool = False
-    cert_status: str = "unknown"
-    ocsp: str = "unknown"
-    expiry: str | None = None
-    warning: str | None = None
-
-
-@dataclass
-class _Device:
-    """The state of one device's checks, turned into claims at the end."""
-
-    arch: str
-    uuid: str
-    report: SpdmReport
-    chain: tuple[x509.Certificate, ...]
-    arch_ok: bool = False
-    chain_ok: bool = False
-    fwid_ok: bool = False
-    signature_ok: bool = False
-    nonce_ok: bool = False
-    ocsp: str = "unknown"
-    emulated: bool = False
-    measres: str = "not-compared"
-    no_conflict: bool | None = None
-    mismatches: list[JSON] = field(default_factory=list)
-    rims: dict[str, _Rim] = field(default_factory=lambda: {k: _Rim() for k in KINDS})
-
-    def claims(self) -> JSON:
-        report, chain = self.report, self.chain
-        out: JSON = {
-            "arch": self.arch,
-            "uuid": self.uuid,
-            "measurements": {str(b.index): b.value.hex() for b in report.blocks},
-            "config": dict(report.opaque),
-            "x-nvidia-device-type": "gpu",
-            "x-nvidia-gpu-arch-check": self.arch_ok,
-            "x-nvidia-gpu-driver-version": report.driver_version,
-            "x-nvidia-gpu-vbios-version": report.vbios_version,
-            "x-nvidia-gpu-attestation-report-parsed": True,
-            "x-nvidia-gpu-attestation-report-cert-chain-validated": self.chain_ok,
-            "x-nvidia-gpu-attestation-report-cert-chain": _chain_claim(
-                "valid" if self.chain_ok else "invalid", self.ocsp, chain
-            ),
-            "x-nvidia-gpu-attestation-report-cert-chain-fwid-match": self.fwid_ok,
-            "x-nvidia-gpu-attestation-report-signature-verified": self.signature_ok,
-            "x-nvidia-gpu-attestation-report-nonce-match": self.nonce_ok,
-            "eat_nonce": report.nonce.hex(),
-            "measres": self.measres,
-            "hwmodel": certs.common_name(chain[1]) if len(chain) > 1 else None,
-            "ueid": str(chain[0].serial_number) if chain else None,
-        }
-        for kind, rim in self.rims.items():
-            prefix = f"x-nvidia-gpu-{kind}-rim-"
-            out[prefix + "fetched"] = rim.fetched
-            out[prefix + "schema-validated"] = rim.schema
-            out[prefix + "signature-verified"] = rim.signature
-            out[prefix + "cert-validated"] = rim.cert_status == "valid"
-            out[prefix + "version-match"] = rim.version_match
-            out[prefix + "measurements-available"] = rim.available
-            out[prefix + "cert-chain"] = _chain_claim(rim.cert_status, rim.ocsp, (), rim.expiry)
-            if rim.version is not None:
-                out[prefix + "version"] = rim.version
-        if self.no_conflict is not None:
-            out["x-nvidia-gpu-vbios-index-no-conflict"] = self.no_conflict
-        if self.mismatches:
-            out["x-nvidia-mismatch-measurement-records"] = self.mismatches
-        if self.measres == "success":
-            out["secboot"] = True
-            out["dbgstat"] = "disabled"
-        warnings = [r.warning for r in self.rims.values() if r.warning]
-        if warnings:
-            out["x-nvidia-attestation-warning"] = "; ".join(warnings)
-        if self.emulated:
-            out["emulated"] = True
-        return out
-
-
-def _chain_claim(
-    status: str, ocsp: str, chain: Sequence[x509.Certificate], expiry: str | None = None
-) -> JSON:
-    return {
-        "x-nvidia-cert-status": status,
-        "x-nvidia-cert-ocsp-status": ocsp,
-        "x-nvidia-cert-expiration-date": expiry
-        or (certs.earliest_expiry(chain) if chain else None),
-    }
-
-
-def trustee_claims(claims: JSON) -> JSON:
-    """The subset of a device's claims that Trustee's local NVIDIA verifier emits."""
-    return {key: claims[key] for key in ("arch", "uuid", "measurements", "config") if key in claims}
 
 
 class NvidiaVerifier:
@@ -229,7 +126,7 @@ class NvidiaVerifier:
     def _verify(self, device: GpuDevice, options: VerifyOptions) -> Verdict:
         report = parse_spdm_report(device.report)
         chain = tuple(load_certificates(device.chain)) if device.chain else ()
-        state = _Device(device.arch, device.uuid, report, chain)
+        state = DeviceState(device.arch, device.uuid, report, chain)
         try:
             self._check_report(state, options)
             self._check_rims(state, options.when())
@@ -237,7 +134,7 @@ class NvidiaVerifier:
             return rejected(TEE, exc, tcb_status=TCB_NOT_APPLICABLE, claims=state.claims())
         return Verdict(tee=TEE, verified=True, tcb_status=TCB_NOT_APPLICABLE, claims=state.claims())
 
-    def _check_report(self, state: _Device, options: VerifyOptions) -> None:
+    def _check_report(self, state: DeviceState, options: VerifyOptions) -> None:
         report, chain = state.report, state.chain
         if state.arch != "Hopper":
             raise VerificationError(
@@ -275,7 +172,7 @@ class NvidiaVerifier:
 
     # ------------------------------------------------------------------------- RIMs
 
-    def _check_rims(self, state: _Device, when: dt.datetime) -> None:
+    def _check_rims(self, state: DeviceState, when: dt.datetime) -> None:
         documents = self._rim_documents(state, when) if self._rims or self._rim_source else {}
         missing = [k for k in KINDS if k not in documents]
         if missing and self._require_rims:
@@ -347,7 +244,7 @@ class NvidiaVerifier:
         if mismatches:
             raise VerificationError("rim_measurements", f"{differ} from the RIMs' golden values")
 
-    def _rim_documents(self, state: _Device, when: dt.datetime) -> dict[str, bytes]:
+    def _rim_documents(self, state: DeviceState, when: dt.datetime) -> dict[str, bytes]:
         """The driver and VBIOS RIM documents: given ones first, then the RIM source by id."""
         from veritee.verifier import nvidia_rim
 
