@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kbs_live import CPU_AND_GPU
 from spawn import veritee_agent, veritee_server
 from typer.testing import CliRunner
 
@@ -29,18 +30,6 @@ from veritee.verifier.nvidia_spdm import parse_report
 from veritee.verifier.registry import VerifierSettings, build_verifier
 
 MODEL_KEY = "default/model/key"
-BOTH = """package policy
-
-import rego.v1
-
-default allow := false
-
-allow if {
-    data.plugin == "resource"
-    input.submods.cpu0["ear.status"] != "contraindicated"
-    input.submods.gpu0["ear.status"] == "affirming"
-}
-"""
 
 
 @dataclass
@@ -105,7 +94,7 @@ def test_additional_evidence_is_the_gpus_bound_to_the_runtime_data(
 def test_the_model_key_is_released_to_cpu_and_gpu_attested_together(setup: Setup) -> None:
     with KbsClient(setup.trustee, admin_token=setup.admin_token) as admin:
         admin.set_resource(MODEL_KEY, b"model key")
-        admin.set_resource_policy(BOTH)
+        admin.set_resource_policy(CPU_AND_GPU)
     reply = httpx.get(f"{setup.agent}/cdh/resource/{MODEL_KEY}", timeout=60)
     assert reply.status_code == 200, reply.text
     assert reply.content == b"model key"

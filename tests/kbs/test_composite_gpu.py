@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kbs_live import CPU_AND_GPU, ERRORS
 from live_server import serve_app
 
 from veritee.as_.config import AsSettings
@@ -30,20 +31,6 @@ from veritee.guest.emulated import EmulatedEvidenceProvider
 from veritee.guest.kbs_client import KbsClient
 from veritee.guest.kbs_http import KbsRequestError
 from veritee.kbs.bootstrap import KbsSettings, build_kbs
-
-TRUSTEE = "https://github.com/confidential-containers/kbs/errors/"
-BOTH = """package policy
-
-import rego.v1
-
-default allow := false
-
-allow if {
-    data.plugin == "resource"
-    input.submods.cpu0["ear.status"] != "contraindicated"
-    input.submods.gpu0["ear.status"] == "affirming"
-}
-"""
 
 
 @dataclass
@@ -72,7 +59,7 @@ def kbs(test_root: TestRoot, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         kbs = Kbs(url, parts.attestation.admin.token_path.read_text().strip(), test_root)
         with kbs.admin() as admin:
             admin.set_resource("default/model/key", b"model decryption key")
-            admin.set_resource_policy(BOTH)
+            admin.set_resource_policy(CPU_AND_GPU)
         yield kbs
 
 
@@ -111,7 +98,7 @@ def test_a_gpu_whose_measurement_differs_is_contraindicated_and_denied(kbs: Kbs)
         with pytest.raises(KbsRequestError) as denied:
             guest.get_resource("default/model/key")
         assert denied.value.status == 401
-        assert denied.value.type == TRUSTEE + "PolicyDeny"
+        assert denied.value.type == ERRORS + "PolicyDeny"
 
 
 def test_gpu_evidence_under_another_root_fails_attestation(
@@ -132,7 +119,7 @@ def test_gpu_evidence_under_another_root_fails_attestation(
     ):
         guest.attest()
     assert failed.value.status == 401
-    assert failed.value.type == TRUSTEE + "AttestationError"
+    assert failed.value.type == ERRORS + "AttestationError"
     # The client sees Trustee's generic message; the server's log names the failed step.
     reasons = " ".join(r.getMessage() for r in caplog.records)
     assert "step cert_chain" in reasons

@@ -29,6 +29,19 @@ ERRORS = "https://github.com/confidential-containers/kbs/errors/"
 SECRET = b"the very secret resource"
 ALLOW = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
 DENY = "package policy\n\nimport rego.v1\n\ndefault allow := false\n"
+#: Seed 002's resource policy: the CPU TEE not contraindicated and the GPU affirming.
+CPU_AND_GPU = """package policy
+
+import rego.v1
+
+default allow := false
+
+allow if {
+    data.plugin == "resource"
+    input.submods.cpu0["ear.status"] != "contraindicated"
+    input.submods.gpu0["ear.status"] == "affirming"
+}
+"""
 
 
 class SampleProvider:

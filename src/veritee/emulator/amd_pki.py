@@ -46,6 +46,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from veritee.emulator.validity import add_years, issue_time
+
 AmdProduct = Literal["Milan", "Genoa", "Turin"]
 Signer = Literal["vcek", "vlek"]
 PRODUCTS: Final[tuple[AmdProduct, ...]] = get_args(AmdProduct)
@@ -144,7 +146,7 @@ class AmdTestRoot:
             raise ValueError(f"product must be one of {', '.join(PRODUCTS)}, not {product!r}")
         chip = _check_chip_id(product, chip_id)
         tcb = _check_tcb(product, reported_tcb)
-        issued = _issue_time(now)
+        issued = issue_time(now)
         gen = _GENERATION[product]
         ark_key, ask_key, asvk_key = (_rsa_key() for _ in range(3))
         ark_name = amd_name(f"ARK-{product}")
@@ -213,7 +215,7 @@ class AmdTestRoot:
             self.asvk_key,
             self.vcek_key,
             self.vlek_key,
-            _issue_time(now),
+            issue_time(now),
         )
 
     @classmethod
@@ -418,21 +420,6 @@ def _check_tcb(product: AmdProduct, tcb: Mapping[str, int] | None) -> dict[str, 
     return out
 
 
-def _issue_time(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        now = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    elif now.tzinfo is None:
-        now = now.replace(tzinfo=dt.UTC)
-    return now.astimezone(dt.UTC).replace(microsecond=0)
-
-
-def _years(start: dt.datetime, years: int) -> dt.datetime:
-    try:
-        return start.replace(year=start.year + years)
-    except ValueError:  # 29 February
-        return start.replace(year=start.year + years, day=28)
-
-
 # ---------------------------------------------------------------- certificates
 
 
@@ -559,7 +546,7 @@ def _builder(
         .public_key(public)
         .serial_number(serial)
         .not_valid_before(issued)
-        .not_valid_after(_years(issued, years))
+        .not_valid_after(add_years(issued, years))
     )
 
 

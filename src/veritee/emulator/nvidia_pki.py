@@ -41,6 +41,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
+from veritee.emulator.validity import add_years, issue_time
+
 OID_DICE_TCB_INFO: Final = x509.ObjectIdentifier("2.23.133.5.4.1")
 OID_NVIDIA_UEID: Final = x509.ObjectIdentifier("1.3.6.1.4.1.412.274.1")
 OCSP_URL: Final = "http://ocsp.ndis.nvidia.com"
@@ -109,7 +111,7 @@ class NvidiaTestRoot:
 
     @classmethod
     def create(cls, now: dt.datetime | None = None) -> NvidiaTestRoot:
-        issued = _issue_time(now)
+        issued = issue_time(now)
         made: dict[str, tuple[x509.Certificate, ec.EllipticCurvePrivateKey]] = {}
 
         def issue(name: str, subject: x509.Name, parent: str | None, until: dt.datetime,
@@ -121,7 +123,7 @@ class NvidiaTestRoot:
             made[name] = (cert, key)
 
         for name, attrs, parent, years, options in _CAS:
-            until = _FAR if years is None else _years(issued, years)
+            until = _FAR if years is None else add_years(issued, years)
             issue(name, _name(*attrs), parent, until, **options)
         brom_serial = (int.from_bytes(secrets.token_bytes(9), "big") >> 2) | (1 << 70)
         brom_name = _gsp_name("GH100 A01 GSP BROM", f"{brom_serial:018X}")
@@ -354,21 +356,6 @@ def _leaf(
         .add_extension(x509.UnrecognizedExtension(OID_DICE_TCB_INFO, tcb_info), False)
         .sign(brom_key, hashes.SHA384())
     )
-
-
-def _issue_time(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        now = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    elif now.tzinfo is None:
-        now = now.replace(tzinfo=dt.UTC)
-    return now.astimezone(dt.UTC).replace(microsecond=0)
-
-
-def _years(start: dt.datetime, years: int) -> dt.datetime:
-    try:
-        return start.replace(year=start.year + years)
-    except ValueError:  # 29 February
-        return start.replace(year=start.year + years, day=28)
 
 
 def _pem(*certs: x509.Certificate) -> bytes:
