@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from veritee.errors import ParseError
-from veritee.pem import load_certificates
+from veritee.pem import dump_certificates, load_certificates
 
 
 def test_comment_lines_between_certificates(vectors: Path) -> None:
@@ -36,3 +36,9 @@ def test_der_certificate(vectors: Path) -> None:
 def test_garbage_is_a_parse_error(data: bytes) -> None:
     with pytest.raises(ParseError):
         load_certificates(data)
+
+
+def test_dump_then_load_keeps_the_chain_in_order(vectors: Path) -> None:
+    ask, ark = load_certificates((vectors / "go-sev-guest/trust/ask_ark_milan.pem").read_bytes())
+    assert load_certificates(dump_certificates(ark, ask)) == [ark, ask]
+    assert dump_certificates() == b""

@@ -6,11 +6,17 @@ import re
 import warnings
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 
 from veritee.errors import ParseError
 
 _BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", re.DOTALL)
+
+
+def dump_certificates(*certs: x509.Certificate) -> bytes:
+    """``certs`` as concatenated PEM blocks, in the order given."""
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:

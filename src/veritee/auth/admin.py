@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
 from veritee.errors import VeriteeError
+from veritee.paths import write_private
 
 log = logging.getLogger("veritee.auth")
 
@@ -151,7 +151,7 @@ def ensure_admin_credentials(
     if not key_path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         private = ed25519.Ed25519PrivateKey.generate()
-        _write_private(
+        write_private(
             key_path,
             private.private_bytes(
                 serialization.Encoding.PEM,
@@ -164,7 +164,7 @@ def ensure_admin_credentials(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        _write_private(
+        write_private(
             token_path, (sign_admin_token(private, lifetime_s=token_lifetime_s) + "\n").encode()
         )
         created = True
@@ -189,9 +189,3 @@ def load_public_key(path: Path) -> Ed25519AdminAuth:
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise VeriteeError(f"{path} is not an Ed25519 public key")
     return Ed25519AdminAuth(key)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)

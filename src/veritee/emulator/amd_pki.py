@@ -47,6 +47,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import NameOID
 
 from veritee.emulator.validity import add_years, issue_time
+from veritee.paths import write_private
+from veritee.pem import dump_certificates
 
 AmdProduct = Literal["Milan", "Genoa", "Turin"]
 Signer = Literal["vcek", "vlek"]
@@ -291,7 +293,7 @@ class AmdTestRoot:
 
     def cert_chain_pem(self, signer: Signer = "vcek") -> bytes:
         """PEM: the VCEK (or VLEK), then the ASK (or ASVK), then the ARK."""
-        return _pem(self.vek(signer), self.intermediate(signer), self.ark)
+        return dump_certificates(self.vek(signer), self.intermediate(signer), self.ark)
 
     def kds_vcek_der(self) -> bytes:
         """The VCEK as DER, as KDS serves it from ``/vcek/v1/{product}/{hwid}?…``."""
@@ -299,7 +301,7 @@ class AmdTestRoot:
 
     def kds_cert_chain_pem(self, signer: Signer = "vcek") -> bytes:
         """``/vcek/v1/{product}/cert_chain`` (ASK, ARK) or ``/vlek/…`` (ASVK, ARK), as PEM."""
-        return _pem(self.intermediate(signer), self.ark)
+        return dump_certificates(self.intermediate(signer), self.ark)
 
     # ---------------------------------------------------------------- save/load
 
@@ -311,8 +313,8 @@ class AmdTestRoot:
         certs = self._certs()
         keys = self._keys()
         for role in _ROLES:
-            (directory / f"{role}.pem").write_bytes(_pem(certs[role]))
-            _write_private(
+            (directory / f"{role}.pem").write_bytes(dump_certificates(certs[role]))
+            write_private(
                 directory / f"{role}.key",
                 keys[role].private_bytes(
                     serialization.Encoding.PEM,
@@ -550,20 +552,7 @@ def _builder(
     )
 
 
-def _pem(*certs: x509.Certificate) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
 # ------------------------------------------------------------------------ files
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def _read(path: Path) -> bytes:

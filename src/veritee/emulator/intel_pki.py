@@ -45,6 +45,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.x509.oid import NameOID
 
 from veritee.errors import InputError, ParseError
+from veritee.paths import write_private
+from veritee.pem import dump_certificates
 from veritee.verifier.collateral.intel import FIELDS
 
 __all__ = [
@@ -285,10 +287,6 @@ def _iso(when: dt.datetime) -> str:
 
 def _compact(doc: Any) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=True)
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -712,7 +710,7 @@ class IntelTestRoot:
 
     @property
     def root_pem(self) -> bytes:
-        return _pem(self.root.cert)
+        return dump_certificates(self.root.cert)
 
     @property
     def pck_key(self) -> ec.EllipticCurvePrivateKey:
@@ -720,21 +718,25 @@ class IntelTestRoot:
 
     @property
     def pck_cert_pem(self) -> bytes:
-        return _pem(self.pck.cert)
+        return dump_certificates(self.pck.cert)
 
     @property
     def pck_chain_pem(self) -> bytes:
         """PCK leaf ‖ PCK Platform CA ‖ root, PEM: the chain a quote carries."""
-        return _pem(self.pck.cert) + _pem(self.pck_ca.cert) + _pem(self.root.cert)
+        return (
+            dump_certificates(self.pck.cert)
+            + dump_certificates(self.pck_ca.cert)
+            + dump_certificates(self.root.cert)
+        )
 
     @property
     def tcb_issuer_chain_pem(self) -> bytes:
         """TCB Signing ‖ root: TCB info and QE identity issuer chain."""
-        return _pem(self.tcb_signer.cert) + _pem(self.root.cert)
+        return dump_certificates(self.tcb_signer.cert, self.root.cert)
 
     @property
     def pck_crl_issuer_chain_pem(self) -> bytes:
-        return _pem(self.pck_ca.cert) + _pem(self.root.cert)
+        return dump_certificates(self.pck_ca.cert, self.root.cert)
 
     @property
     def pck_crl_der(self) -> bytes:
@@ -795,9 +797,9 @@ class IntelTestRoot:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for role, name in _KEY_FILES.items():
-            _write_private(directory / name, _key_pem(self._ca(role).key))
+            write_private(directory / name, _key_pem(self._ca(role).key))
         for role, name in _CERT_FILES.items():
-            (directory / name).write_bytes(_pem(self._ca(role).cert))
+            (directory / name).write_bytes(dump_certificates(self._ca(role).cert))
         (directory / ROOT_DER_FILE).write_bytes(self.root_der)
         (directory / ROOT_CRL_FILE).write_bytes(self.root_crl_der)
         (directory / PCK_CRL_FILE).write_bytes(self.pck_crl_der)
@@ -882,13 +884,6 @@ def _tee(tee: str) -> Tee:
     if tee == "sgx":
         return "sgx"
     raise ValueError(f"tee must be 'tdx' or 'sgx', got {tee!r}")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(data)
 
 
 def _read(path: Path) -> bytes:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +41,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from veritee.emulator.validity import add_years, issue_time
+from veritee.paths import write_private
+from veritee.pem import dump_certificates
 
 OID_DICE_TCB_INFO: Final = x509.ObjectIdentifier("2.23.133.5.4.1")
 OID_NVIDIA_UEID: Final = x509.ObjectIdentifier("1.3.6.1.4.1.412.274.1")
@@ -151,11 +152,11 @@ class NvidiaTestRoot:
 
     @property
     def device_root_pem(self) -> bytes:
-        return _pem(self.device_root)
+        return dump_certificates(self.device_root)
 
     @property
     def rim_root_pem(self) -> bytes:
-        return _pem(self.rim_root)
+        return dump_certificates(self.rim_root)
 
     @property
     def leaf_key(self) -> ec.EllipticCurvePrivateKey:
@@ -170,7 +171,7 @@ class NvidiaTestRoot:
         return [self.certs[n] for n in DEVICE_NAMES]
 
     def device_chain_pem(self) -> bytes:
-        return _pem(*self.device_chain())
+        return dump_certificates(*self.device_chain())
 
     def rim_chain(self) -> list[x509.Certificate]:
         """The RIM signer's chain, leaf first and root last, as NVIDIA's KeyInfo carries it."""
@@ -193,13 +194,13 @@ class NvidiaTestRoot:
         ``device_chain.pem``; ``device_root.pem`` and ``rim_root.pem`` are the anchors."""
         directory.mkdir(parents=True, exist_ok=True)
         for name, cert in self.certs.items():
-            (directory / f"{name}.pem").write_bytes(_pem(cert))
+            (directory / f"{name}.pem").write_bytes(dump_certificates(cert))
             key = self.keys[name].private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            _write_private(directory / f"{name}.key", key)
+            write_private(directory / f"{name}.key", key)
         (directory / "device_chain.pem").write_bytes(self.device_chain_pem())
 
     @classmethod
@@ -356,16 +357,3 @@ def _leaf(
         .add_extension(x509.UnrecognizedExtension(OID_DICE_TCB_INFO, tcb_info), False)
         .sign(brom_key, hashes.SHA384())
     )
-
-
-def _pem(*certs: x509.Certificate) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
