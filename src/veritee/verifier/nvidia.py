@@ -52,7 +52,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from veritee.errors import CollateralError, ParseError, VerificationError
-from veritee.pem import load_certificates
 from veritee.verifier import nvidia_certs as certs
 from veritee.verifier.base import TCB_NOT_APPLICABLE, Verdict, VerifyOptions, pad, rejected
 from veritee.verifier.nvidia_claims import KINDS, DeviceState
@@ -125,7 +124,7 @@ class NvidiaVerifier:
 
     def _verify(self, device: GpuDevice, options: VerifyOptions) -> Verdict:
         report = parse_spdm_report(device.report)
-        chain = tuple(load_certificates(device.chain)) if device.chain else ()
+        chain = certs.load_chain(device.chain) if device.chain else ()
         state = DeviceState(device.arch, device.uuid, report, chain)
         try:
             self._check_report(state, options)

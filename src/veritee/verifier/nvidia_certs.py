@@ -38,9 +38,17 @@ OID_TCG_DICE_TCB_INFO: Final = x509.ObjectIdentifier("2.23.133.5.4.1")
 FWID_LEN: Final = 48
 
 
+@functools.lru_cache(maxsize=1024)
 def fingerprint(cert: x509.Certificate) -> str:
     """Lower-case hex SHA-256 of the certificate's DER."""
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def load_chain(pem: bytes) -> tuple[x509.Certificate, ...]:
+    """The certificates of a device chain, leaf first.  A GPU presents the same chain at every
+    attestation, so parsed chains are remembered by their exact bytes (a ParseError is not)."""
+    return tuple(load_certificates(pem))
 
 
 def _pinned(name: str, sha256: str) -> x509.Certificate:
@@ -121,9 +129,13 @@ _VERIFIED_MAX: Final = 1024
 _VERIFIED_LOCK = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1024)
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    issuer_key = issuer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    key = (cert.tbs_certificate_bytes, cert.signature, issuer_key)
+    key = (cert.tbs_certificate_bytes, cert.signature, _spki(issuer))
     with _VERIFIED_LOCK:
         if key in _VERIFIED:
             _VERIFIED.move_to_end(key)
@@ -139,8 +151,12 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def clear_signature_memo() -> None:
-    """Forget the remembered chain signatures (benchmarks measure the cold path with it)."""
+def clear_chain_memo() -> None:
+    """Forget the remembered chains, fingerprints, keys and chain signatures, as for a GPU never
+    seen before (benchmarks measure the cold path with it)."""
+    load_chain.cache_clear()
+    fingerprint.cache_clear()
+    _spki.cache_clear()
     with _VERIFIED_LOCK:
         _VERIFIED.clear()
 
