@@ -10,7 +10,7 @@ structs marshal): skopeo's own layer options are re-wrapped by ``veritee keyprov
 whose KEK goes to a real KBS on loopback through the admin API, and the layers are
 decrypted with the KEK released to an emulated TDX after attestation.  (The whole image
 through a key provider, encrypted by veritee's writer and pulled in the guest, is in
-``test_pull_encrypted.py``.)
+``test_pull.py``.)
 """
 
 from __future__ import annotations
