@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from veritee.cli.demo_logs import show_logs
 from veritee.errors import VeriteeError
 
 __all__ = ["BOTH_DEVICES_POLICY", "run_gpu_demo"]
@@ -41,28 +39,6 @@ allow if {
     input.submods.gpu0["ear.status"] == "affirming"
 }
 """
-
-
-class _AsLines(logging.Handler):
-    def __init__(self, console: Console) -> None:
-        super().__init__(logging.INFO)
-        self.console = console
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.console.print(f"  [dim]{escape(record.name)}:[/dim] {escape(record.getMessage())}")
-
-
-@contextmanager
-def _as_lines(console: Console) -> Iterator[None]:
-    logger = logging.getLogger("veritee.as")
-    handler, level = _AsLines(console), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def _submods(token: str) -> dict[str, Any]:
@@ -103,7 +79,7 @@ def run_gpu_demo(console: Console, root_dir: Path, kbs_url: str, admin_token: st
         admin.set_resource_policy(BOTH_DEVICES_POLICY)
     console.print("resource policy: cpu0 not contraindicated and gpu0 affirming")
     good = True
-    with _as_lines(console):
+    with show_logs(console, ("veritee.as",)):
         console.print("[bold]an emulated TDX guest with an emulated H100[/bold]")
         try:
             provider = EmulatedEvidenceProvider(root_dir, devices=["nvidia"])

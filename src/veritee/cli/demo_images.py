@@ -35,6 +35,7 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from veritee.cli.demo_logs import show_logs
 from veritee.errors import VeriteeError
 
 __all__ = ["REQUIRED_TOOLS", "run_image_demo"]
@@ -55,35 +56,10 @@ allow if {
 """
 
 
-class _Lines(logging.Handler):
-    """veritee's INFO lines, indented under the demo's steps."""
-
-    def __init__(self, console: Console) -> None:
-        super().__init__(logging.INFO)
-        self.console = console
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # The pull's own steps; the registry client's and the unpacker's per-blob lines
-        # stay out of the demo (``veritee image pull`` shows them).
-        if record.name == "veritee.image" and record.module != "pull":
-            return
-        self.console.print(f"  [dim]{escape(record.name)}:[/dim] {escape(record.getMessage())}")
-
-
-@contextmanager
-def _show_logs(console: Console) -> Iterator[None]:
-    handler = _Lines(console)
-    loggers = [logging.getLogger(name) for name in ("veritee.image", "veritee.as")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.removeHandler(handler)
-            logger.setLevel(level)
+def _pull_steps(record: logging.LogRecord) -> bool:
+    # The pull's own steps; the registry client's and the unpacker's per-blob lines stay out
+    # of the demo (``veritee image pull`` shows them).
+    return record.name != "veritee.image" or record.module == "pull"
 
 
 @contextmanager
@@ -168,7 +144,8 @@ def run_image_demo(
     work = base / "use-case-1"  # fresh each run, also under a kept --data-dir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    with _registry(work / "registry") as host, _show_logs(console):
+    logs = show_logs(console, ("veritee.image", "veritee.as"), _pull_steps)
+    with _registry(work / "registry") as host, logs:
         return _flows(console, work, root_dir, kbs_url, admin_token, host)
 
 
