@@ -98,11 +98,13 @@ def test_credential_resource_uris_are_checked(uri: str, reason: str) -> None:
         ("[kbc]\n", "kbc.name: missing (required)"),
         (
             '[kbc]\nname = "eaa_kbc"\nurl = "http://kbs"\n',
-            "kbc.name: Input should be 'cc_kbc' or 'offline_fs_kbc'; got 'eaa_kbc'",
+            "kbc.url: eaa_kbc needs the broker's IP:PORT (no scheme)",
         ),
+        ('[kbc]\nname = "eaa_kbc"\n', "kbc.url: eaa_kbc needs the broker's IP:PORT"),
+        ('[kbc]\nname = "eaa_kbc"\nurl = "10.0.0.1:0"\n', "kbc.url: eaa_kbc needs"),
         (
             '[kbc]\nname = "sample_kbc"\n',
-            "kbc.name: Input should be 'cc_kbc' or 'offline_fs_kbc'; got 'sample_kbc'",
+            "kbc.name: Input should be 'cc_kbc', 'offline_fs_kbc' or 'eaa_kbc'; got 'sample_kbc'",
         ),
         ('[kbc]\nname = "cc_kbc"\n', "kbc.url: cc_kbc needs the KBS's http:// or https:// URL"),
         ('[kbc]\nname = "cc_kbc"\nurl = "kbs:8080"\n', "kbc.url: cc_kbc needs"),

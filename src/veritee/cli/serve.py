@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from veritee.errors import VeriteeError
+from veritee.errors import ConfigError, VeriteeError
 from veritee.paths import veritee_home
 
 if TYPE_CHECKING:
     from veritee.as_.config import AsSettings
+    from veritee.kbs.bootstrap import KbsComponents
+    from veritee.kbs.config import KbsConfig
+    from veritee.kbs.verdictd_server import VerdictdServer
 
 app = typer.Typer(help="Run veritee services.  With no role: KBS, AS and RVPS in one process.")
 console = Console()
@@ -32,6 +35,15 @@ TrustRoot = Annotated[
 
 
 Port = Annotated[int | None, typer.Option(help="TCP port (default: the role's upstream port).")]
+RatlsListen = Annotated[
+    str | None,
+    typer.Option(
+        "--ratls-listen",
+        metavar="HOST:PORT",
+        help="Also serve Verdictd's key-broker protocol over mutual RA-TLS here (the "
+        "[ratls] section of the --config file gives the broker's own certificate).",
+    ),
+]
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -63,6 +75,7 @@ def _run_kbs(
     what: str,
     *,
     with_as_api: bool = False,
+    ratls_listen: str | None = None,
 ) -> None:
     """Serve the KBS; ``with_as_api`` also serves the AS REST API (``/attestation``,
     ``/policy``, ``/rvps``, the JWKS) on the same port, as the all-in-one does."""
@@ -74,6 +87,7 @@ def _run_kbs(
 
     base = _as_base(data_dir, trust_root, allow_sample, policy_dir)
     listen_host, listen_port, ssl = host, port or 8080, None
+    loaded: KbsConfig | None = None
     try:
         if config is not None:
             loaded = load_kbs_config(config)
@@ -85,6 +99,7 @@ def _run_kbs(
         else:
             settings = KbsSettings(attestation=base)
         parts = build_kbs(settings)
+        ratls = _ratls_broker(loaded, ratls_listen, parts, settings.attestation)
     except VeriteeError as exc:
         raise _fail(exc) from exc
     from veritee.as_.bootstrap import describe_first_start
@@ -107,9 +122,15 @@ def _run_kbs(
         )
         parts.app.mount("/", as_app)  # after the KBS's own routes, which match first
     scheme = "https" if ssl is not None else "http"
-    console.print(f"{what} on {scheme}://{listen_host}:{listen_port}")
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("veritee").setLevel(logging.INFO)
+    if ratls is not None:
+        try:
+            bound = ratls.start()
+        except VeriteeError as exc:
+            raise _fail(exc) from exc
+        console.print(f"RA-TLS key broker (Verdictd protocol, mutual) on {bound[0]}:{bound[1]}")
+    console.print(f"{what} on {scheme}://{listen_host}:{listen_port}")
     uvicorn.run(
         parts.app,
         host=listen_host,
@@ -118,6 +139,26 @@ def _run_kbs(
         ssl_keyfile=str(ssl.private_key) if ssl and ssl.private_key else None,
         ssl_certfile=str(ssl.certificate) if ssl and ssl.certificate else None,
     )
+
+
+def _ratls_broker(
+    loaded: KbsConfig | None, listen: str | None, parts: KbsComponents, attestation: AsSettings
+) -> VerdictdServer | None:
+    """The RA-TLS key broker when ``--ratls-listen`` or ``[ratls] listen`` asks for one."""
+    section = loaded.ratls if loaded is not None else None
+    if listen is None and (section is None or section.listen is None):
+        return None
+    if section is None:
+        raise ConfigError(
+            "--ratls-listen needs a [ratls] section in the --config file: attester = "
+            "\"sgx_ecdsa\"|\"tdx\"|\"snp\"|\"emulated-sgx\"|… or certificate and private_key"
+        )
+    from veritee.as_.bootstrap import verifier_settings
+    from veritee.kbs.verdictd import VerdictdBroker
+    from veritee.kbs.verdictd_server import build_verdictd_server
+
+    broker = VerdictdBroker.for_kbs(parts.service)
+    return build_verdictd_server(section, broker, verifier_settings(attestation), listen=listen)
 
 
 @app.callback(invoke_without_command=True)
@@ -132,6 +173,7 @@ def serve_all(
     policy_dir: Annotated[
         Path | None, typer.Option(help="Load every *.rego here as an attestation policy.")
     ] = None,
+    ratls_listen: RatlsListen = None,
 ) -> None:
     """All in one: the KBS on :8080 with the AS and RVPS in process, SQLite in the data dir;
     the AS REST API (``POST /attestation``, policies, reference values, JWKS) on the same port."""
@@ -147,6 +189,7 @@ def serve_all(
         policy_dir,
         "KBS (with the Attestation Service and RVPS in process, and their REST API)",
         with_as_api=True,
+        ratls_listen=ratls_listen,
     )
 
 
@@ -161,9 +204,13 @@ def serve_kbs(
     policy_dir: Annotated[
         Path | None, typer.Option(help="Load every *.rego here as an attestation policy.")
     ] = None,
+    ratls_listen: RatlsListen = None,
 ) -> None:
     """The KBS on :8080; its attestation runs in process (Trustee's coco_as_builtin)."""
-    _run_kbs(host, port, data_dir, config, trust_root, allow_sample, policy_dir, "KBS")
+    _run_kbs(
+        host, port, data_dir, config, trust_root, allow_sample, policy_dir, "KBS",
+        ratls_listen=ratls_listen,
+    )
 
 
 @app.command("rvps")

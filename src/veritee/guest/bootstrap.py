@@ -99,7 +99,14 @@ def build_agent(settings: AgentSettings) -> AgentParts:
     cdh_kwargs: dict[str, Any] = {}
     if settings.credentials_root is not None:
         cdh_kwargs["credentials_root"] = settings.credentials_root
-    cdh = ConfidentialDataHub(cdh_config, aa.get_resource, **cdh_kwargs)
+    getter = aa.get_resource
+    if cdh_config.kbc.name == "eaa_kbc":
+        from veritee.guest.eaa_kbc import attested_resource_getter
+
+        getter = attested_resource_getter(
+            cdh_config.kbc.url, attester, trust_root=settings.emulated_root
+        )
+    cdh = ConfidentialDataHub(cdh_config, getter, **cdh_kwargs)
     cdh.fetch_credentials()
     return AgentParts(aa, cdh, create_app(aa, cdh, settings.features), kernel, notes)
 

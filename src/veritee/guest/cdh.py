@@ -3,7 +3,10 @@
 The CDH never talks to a KBS itself.  It is given a *resource getter*, a callable
 that takes a resource URI (``kbs:///repo/type/tag``) and returns the plaintext
 bytes, raising a :class:`~veritee.errors.VeriteeError` when it cannot; the
-Attestation Agent supplies one that goes through its attested KBS session.  With
+Attestation Agent supplies one that goes through its attested KBS session; with
+``[kbc] name = "eaa_kbc"`` the agent's start-up gives the EAA KBC's instead
+(:func:`veritee.guest.eaa_kbc.attested_resource_getter`: a Verdictd-style broker over
+mutual RA-TLS, ``url = "IP:PORT"``).  With
 ``[kbc] name = "offline_fs_kbc"`` the getter is not used: resources come from
 JSON files ``{"repo/type/tag": "<standard base64>"}`` read at construction.
 

@@ -6,8 +6,8 @@ skip_sealed_secret_verification = false   # true: unsigned (pre-v0.18) sealed se
 [aa]
 aa_socket = "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock"
 [kbc]                        # required
-name = "cc_kbc"              # or "offline_fs_kbc"
-url = "http://kbs:8080"      # cc_kbc: the KBS; offline_fs_kbc ignores it
+name = "cc_kbc"              # or "offline_fs_kbc", or "eaa_kbc" (Verdictd over RA-TLS)
+url = "http://kbs:8080"      # cc_kbc: the KBS; eaa_kbc: "IP:PORT"; offline_fs_kbc ignores it
 kbs_cert = "PEM"             # optional extra root for HTTPS to the KBS
 [[credentials]]              # fetched at start; any failure stops the start
 resource_uri = "kbs:///default/aliyun/ecs_ram_role"
@@ -63,7 +63,7 @@ DEFAULT_SOCKET = "unix:///run/confidential-containers/cdh.sock"
 DEFAULT_AA_SOCKET = "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock"
 DEFAULT_IMAGE_WORK_DIR = "/run/kata-containers/image"
 
-KbcName = Literal["cc_kbc", "offline_fs_kbc"]
+KbcName = Literal["cc_kbc", "offline_fs_kbc", "eaa_kbc"]
 
 
 def credential_relative_path(path: str) -> PurePosixPath:
@@ -93,6 +93,12 @@ def _resource_or_file_uri(value: str | None) -> str | None:
     raise ValueError("expected a kbs:/// resource URI or a file:/// path")
 
 
+def _eaa_address(value: str) -> None:
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("eaa_kbc needs the broker's IP:PORT (no scheme)")
+
+
 class AaSection(ConfigSection):
     aa_socket: str = DEFAULT_AA_SOCKET
 
@@ -105,6 +111,9 @@ class KbcConfig(ConfigSection):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("name") == "eaa_kbc":
+            _eaa_address(value)
+            return value.strip()
         if info.data.get("name") != "cc_kbc":
             return value  # offline_fs_kbc ignores it (upstream's own test sets "null")
         if not value.startswith(("http://", "https://")):

@@ -45,6 +45,9 @@ from veritee.errors import ConfigError, ParseError, VeriteeError
 from veritee.guest.resource_uri import parse_resource_uri
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from veritee.guest.attesters.base import Attester
     from veritee.ratls.cert import RatlsIdentity
     from veritee.ratls.verify import RatlsVerifier
 
@@ -57,6 +60,7 @@ __all__ = [
     "EaaKbcError",
     "EaaRefused",
     "EaaReplyError",
+    "attested_resource_getter",
     "eaa_resource_getter",
     "parse_address",
     "ratls_connector",
@@ -373,3 +377,35 @@ def eaa_resource_getter(connect: Connector) -> Callable[[str], bytes]:
             return kbc.get_resource(parsed.resource_path)
 
     return get
+
+
+def attested_resource_getter(
+    address: str, attester: Attester, *, trust_root: Path | None = None, timeout: float = 30
+) -> Callable[[str], bytes]:
+    """The CDH's getter for ``[kbc] name = "eaa_kbc"``: the guest's RA-TLS identity over
+    its attester (made on first use, kept for the agent's life), the broker's certificate
+    verified with the default verifier settings (``trust_root``: an emulator test root
+    whose evidence is accepted, for an emulated guest)."""
+    from veritee.ratls.cert import make_identity
+    from veritee.ratls.quoter import AttesterQuoter
+    from veritee.ratls.verify import RatlsVerifier
+    from veritee.verifier.registry import VerifierSettings
+
+    parse_address(address)
+    verifier = RatlsVerifier(VerifierSettings(trust_root=trust_root))
+    made: list[Connector] = []
+    lock = threading.Lock()
+
+    def connect() -> Channel:
+        with lock:
+            if not made:
+                try:
+                    identity = make_identity(AttesterQuoter(attester))
+                except VeriteeError as exc:
+                    raise EaaConnectError(
+                        f"eaa_kbc: cannot make this guest's RA-TLS certificate: {exc}"
+                    ) from exc
+                made.append(ratls_connector(address, identity, verifier, timeout=timeout))
+        return made[0]()
+
+    return eaa_resource_getter(connect)

@@ -66,6 +66,9 @@ password                                               overrides, as in Trustee)
 ``[policy_engine] policy_path`` (≤ v0.16)              ``PolicyEngineConfig.policy_path``; such a
                                                        policy sees the legacy ``data``
                                                        (``KbsConfig.legacy_policy_data``)
+``[ratls]`` (veritee only; Trustee ignores it)         the RA-TLS key broker (Verdictd's
+                                                       protocol), see
+                                                       :mod:`veritee.kbs.verdictd_config`
 v0.9-era top level: ``sockets``, ``insecure_http``,    read as the HEAD keys they became;
 ``private_key``, ``certificate``, ``timeout``,         ``grpc_config`` and
 ``auth_public_key``, ``insecure_api``,                 ``intel_trust_authority_config`` →
@@ -113,6 +116,7 @@ from veritee.auth.admin import AdminAuth
 from veritee.auth.trustee import AdminSpec, build_from_spec, parse_admin_section
 from veritee.errors import ConfigError
 from veritee.kbs.resources import KvResourceBackend, LocalFsBackend, ResourceBackend
+from veritee.kbs.verdictd_config import RatlsServerConfig, parse_ratls_section
 from veritee.store.kv import KeyValueStore
 
 __all__ = [
@@ -386,6 +390,8 @@ class KbsConfig:
     resource_plugin: ResourcePluginConfig | None = None
     sample_plugin: SamplePluginConfig | None = None
     policy_engine: PolicyEngineConfig = field(default_factory=PolicyEngineConfig)
+    #: veritee's RA-TLS key broker (:mod:`veritee.kbs.verdictd_config`); Trustee has none.
+    ratls: RatlsServerConfig | None = None
     path: Path | None = None
     notes: tuple[str, ...] = ()
 
@@ -458,6 +464,7 @@ _TOP_KEYS = frozenset(
         "session_storage_type",
         "plugins",
         "policy_engine",
+        "ratls",
     }
 )
 _V09_KEYS = frozenset(
@@ -495,6 +502,8 @@ def parse_kbs_config(doc: Mapping[str, Any]) -> KbsConfig:
     session = _storage_type(doc.get("session_storage_type"), "session_storage_type")
     resource, sample = _plugins(doc, notes)
     policy = _policy_engine(doc)
+    ratls, ratls_notes = parse_ratls_section(doc)
+    notes.extend(ratls_notes)
 
     legacy_key = _opt_str(doc, "auth_public_key", "")
     insecure = _opt_bool(doc, "insecure_api", "")
@@ -516,6 +525,7 @@ def parse_kbs_config(doc: Mapping[str, Any]) -> KbsConfig:
         resource_plugin=resource,
         sample_plugin=sample,
         policy_engine=policy,
+        ratls=ratls,
         notes=tuple(notes),
     )
 
