@@ -29,7 +29,7 @@ from veritee.guest.attesters.detect import (
     detect_devices,
     no_tee_error,
 )
-from veritee.guest.cdh import ConfidentialDataHub
+from veritee.guest.cdh import ConfidentialDataHub, ResourceGetter
 from veritee.guest.cdh_config import CdhConfig, load_cdh_config
 from veritee.guest.eventlog import AaEventLog
 from veritee.initdata import Initdata, digest_for_tee, parse_initdata
@@ -99,7 +99,7 @@ def build_agent(settings: AgentSettings) -> AgentParts:
     cdh_kwargs: dict[str, Any] = {}
     if settings.credentials_root is not None:
         cdh_kwargs["credentials_root"] = settings.credentials_root
-    getter = aa.get_resource
+    getter: ResourceGetter = aa.get_resource
     if cdh_config.kbc.name == "eaa_kbc":
         from veritee.guest.eaa_kbc import attested_resource_getter
 
