@@ -360,7 +360,8 @@ def test_peer_policy_input_is_rcars_ear_shape(tmp_path: Path) -> None:
     cpu0 = doc["submods"]["cpu0"]
     assert cpu0["ear.status"] in ("affirming", "warning", "contraindicated")
     assert cpu0["ear.veraison.annotated-evidence"]["sgx"] == {
-        "body": {"mr_enclave": MRENCLAVE.hex()}}
+        "body": {"mr_enclave": MRENCLAVE.hex()}, "emulated": True}
+    assert cpu0["ear.veraison.annotated-evidence"]["runtime_data_claims"] is None
     assert cpu0["ear.veraison.annotated-evidence"]["report_data"] == "ab"
     assert cpu0["ear.veritee.emulated"] is True
     assert doc["ear.veritee.emulated"] is True

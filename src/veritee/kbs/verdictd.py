@@ -63,7 +63,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -74,6 +74,9 @@ from veritee.kbs.resources import ResourceBackend, validate_resource_path
 from veritee.kbs.verdictd_policy import PeerView, peer_policy_input
 from veritee.policy.engine import JSON, PolicyError
 from veritee.policy.resource import ResourcePolicy
+
+if TYPE_CHECKING:
+    from veritee.kbs.service import KbsService
 
 __all__ = [
     "ALGORITHMS",
@@ -181,7 +184,7 @@ class VerdictdBroker:
         self._input = policy_input
 
     @classmethod
-    def for_kbs(cls, service: Any) -> VerdictdBroker:
+    def for_kbs(cls, service: KbsService) -> VerdictdBroker:
         """The broker over a :class:`~veritee.kbs.service.KbsService`: the same repository,
         the same resource policy, the AS's attestation policy for the peer's appraisal."""
         attestation = service.attestation

@@ -19,10 +19,11 @@ before a byte of application data: a refused peer gets nothing.
 **The resource-policy input** (:func:`peer_policy_input`).  Over RCAR the KBS's resource
 policy sees the claims of the EAR token the built-in AS signed.  For an RA-TLS peer the
 same document is built without the signature: the peer's verified claims go through the
-AS's ``transform_claims`` (under the TEE's name, ``report_data`` on top, no runtime or
-init data), are appraised by the AS's attestation policy ``default`` (``default_cpu``
-unless an operator replaced it) and wrapped by ``ear_claims``, so a resource policy
-reads ``input.submods.cpu0["ear.status"]``,
+AS's ``transform_claims`` (under the TEE's name, ``report_data`` and ``init_data`` on top;
+``runtime_data_claims`` and ``init_data_claims`` are null, as the RA-TLS report data is
+the hash of the certificate key, not a runtime-data document), are appraised by the
+AS's attestation policy ``default`` (``default_cpu`` unless an operator replaced it) and
+wrapped by ``ear_claims``, so a resource policy reads ``input.submods.cpu0["ear.status"]``,
 ``input.submods.cpu0["ear.veraison.annotated-evidence"].sgx...`` and
 ``input["ear.veritee.emulated"]`` exactly as over RCAR.  One member is added at the top
 level, ``"ear.veritee.ratls": {"tee", "fmt", "measurements"}``, so a policy can tell a
@@ -234,7 +235,6 @@ def peer_policy_input(
     (unsigned; see the module doc), plus :data:`RATLS_CLAIM`.  Raises PolicyError when the
     attestation policy cannot appraise the claims."""
     claims = dict(peer.claims)
-    claims.pop("emulated", None)
     evidence = transform_claims(
         peer.tee, claims, runtime_data_claims=None, init_data_claims=None,
         verbose=attestation.ear.verbose,

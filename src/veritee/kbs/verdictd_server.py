@@ -105,6 +105,7 @@ class VerdictdServer:
             loop.run_forever()
         finally:
             loop.run_until_complete(self._shutdown())
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     async def _bind(self) -> None:
@@ -115,6 +116,12 @@ class VerdictdServer:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
 
     def stop(self, timeout: float = 10) -> None:
