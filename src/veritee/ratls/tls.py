@@ -159,6 +159,7 @@ class _Engine:
         self.server = server
         self.peer_name = peer_name
         self.chain_error: str | None = None
+        self.eof = False
 
     def pending_output(self) -> bytes:
         chunks = []
@@ -177,6 +178,7 @@ class _Engine:
         if data:
             self.conn.bio_write(data)
         else:
+            self.eof = True
             self.conn.bio_shutdown()
 
     def handshake(self) -> bool:
@@ -207,8 +209,8 @@ class _Engine:
             return b""
         except SSL.Error as exc:
             reason = _reason(exc)
-            if "unexpected eof" in reason:
-                return b""
+            if self.eof or "unexpected eof" in reason:
+                return b""  # the peer closed without close_notify
             raise TlsError(f"TLS connection with {self.peer_name} failed: {reason}") from None
 
     def send(self, data: bytes) -> None:
