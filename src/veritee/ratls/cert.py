@@ -37,6 +37,7 @@ __all__ = [
     "Evidence",
     "PeerCertificate",
     "RatlsIdentity",
+    "all_evidence",
     "extract_evidence",
     "make_identity",
     "plain_identity",
@@ -240,19 +241,29 @@ def extract_evidence(cert: bytes | x509.Certificate | PeerCertificate) -> Eviden
     """The certificate's evidence, found by OID: DICE first, then the Inclavare legacy OIDs
     (rats-tls's order), Gramine's and the Intel SGX SDK's.  ``None`` when there is none;
     ParseError for an extension that is there but malformed."""
+    found = all_evidence(cert, first=True)
+    return found[0] if found else None
+
+
+def all_evidence(
+    cert: bytes | x509.Certificate | PeerCertificate, *, first: bool = False
+) -> list[Evidence]:
+    """Every evidence extension of the certificate, in :func:`extract_evidence`'s order
+    (Gramine and the Intel SGX SDK write a legacy one beside the DICE one)."""
     peer = cert if isinstance(cert, PeerCertificate) else read_certificate(cert)
+    found: list[Evidence] = []
     value = peer.extension(formats.OID_DICE_EVIDENCE)
     if value is not None:
-        return _dice(peer, value)
+        found.append(_dice(peer, value))
     for oid, kind in formats.LEGACY_OIDS:
         value = peer.extension(oid)
-        if value is not None:
-            return Evidence("legacy", kind, oid.dotted_string, value)
+        if value is not None and not (first and found):
+            found.append(Evidence("legacy", kind, oid.dotted_string, value))
     for oid, fmt in ((formats.OID_GRAMINE_LEGACY, "gramine"), (formats.OID_SGXSDK, "sgxsdk")):
         value = peer.extension(oid)
-        if value is not None:
-            return Evidence(fmt, formats.intel_quote_kind(value), oid.dotted_string, value)
-    return None
+        if value is not None and not (first and found):
+            found.append(Evidence(fmt, formats.intel_quote_kind(value), oid.dotted_string, value))
+    return found
 
 
 def _dice(peer: PeerCertificate, value: bytes) -> Evidence:

@@ -42,7 +42,7 @@ from veritee.verifier.registry import VerifierSettings, build_verifier
 if TYPE_CHECKING:
     from veritee.ratls.policy import RatlsPolicy
 
-__all__ = ["STEPS", "RatlsError", "RatlsPeer", "RatlsVerifier", "measurements"]
+__all__ = ["STEPS", "RatlsError", "RatlsPeer", "RatlsVerifier", "check_binding", "measurements"]
 
 STEPS: Final = ("certificate", "no_evidence", "format", "binding", "evidence", "policy")
 VERIFIABLE_TEES: Final = ("sgx", "tdx", "snp")
@@ -230,6 +230,19 @@ def _check_certificate(peer: PeerCertificate, when: dt.datetime) -> PublicKey:
             f"expired at {peer.not_after:%Y-%m-%dT%H:%M:%SZ} (now {when:%Y-%m-%dT%H:%M:%SZ})",
         )
     return key
+
+
+def check_binding(evidence: Evidence, peer: PeerCertificate) -> bytes:
+    """Check that ``evidence`` binds ``peer``'s key (the ``binding`` stage alone, no signature
+    checked); returns the expected 64-byte report data.  RatlsError at ``format``/``binding``."""
+    try:
+        key = serialization.load_der_public_key(peer.spki)
+        report_data = _report_data(evidence)
+    except (ParseError, ValueError, UnsupportedAlgorithm) as exc:
+        raise RatlsError("format", str(exc)) from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise RatlsError("binding", f"unsupported key type {type(key).__name__}")
+    return _check_binding(evidence, peer, key, report_data)
 
 
 def _report_data(evidence: Evidence) -> bytes:
