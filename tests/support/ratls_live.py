@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import socketserver
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -200,3 +205,28 @@ def running_proxy(proxy: RatlsProxy) -> Iterator[int]:
     """The proxy's handler served on a free loopback port (see :func:`serving`)."""
     with serving(proxy.handle) as port:
         yield port
+
+
+@contextmanager
+def proxy_process(args: list[str], log: Path, *, timeout_s: float = 60) -> Iterator[int]:
+    """Run ``veritee ratls proxy --listen 127.0.0.1:0 <args>`` as a process; yield the port
+    it says it listens on.  Its output goes to ``log``."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "veritee", "ratls", "proxy", "--listen", "127.0.0.1:0", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = re.search(rb"listening on 127\.0\.0\.1:(\d+) ", log.read_bytes())
+            if found:
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(log.read_text())
+            time.sleep(0.05)
+        yield int(found.group(1))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

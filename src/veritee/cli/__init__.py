@@ -13,9 +13,11 @@ from veritee.cli import (
     image,
     initdata,
     keyprovider,
+    ratls,
     rvps,
     secret,
     serve,
+    shelter,
     token,
     verify,
 )
@@ -40,6 +42,8 @@ app.add_typer(secret.app, name="secret", help="Seal, unseal and make keys for se
 app.add_typer(agent.app, name="agent", help="The guest's Attestation Agent, CDH and REST API.")
 app.command(name="keyprovider")(keyprovider.keyprovider)
 app.add_typer(image.app, name="image", help="Pull images behind attestation; encrypt their layers.")
+app.add_typer(ratls.app, name="ratls", help="RA-TLS: the Inclavared-style attested proxy.")
+app.add_typer(shelter.app, name="shelter", help="Shelter: attest an RA-TLS endpoint; mrverify.")
 
 
 def main() -> None:

@@ -199,6 +199,8 @@ class RatlsProxy:
 
     async def _inclavared(self, stream: AttestedStream) -> None:
         request = await stream.read(_REQUEST_MAX)
+        if not request:
+            return
         try:
             message = json.loads(request)
         except ValueError:

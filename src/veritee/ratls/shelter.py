@@ -18,7 +18,6 @@ peer.  Ours compares a verified peer's measurements with a reference file
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -33,11 +32,12 @@ from veritee.ratls.verify import RatlsError, RatlsPeer, RatlsVerifier
 __all__ = [
     "GETENCLAVEINFO_REQUEST",
     "REPLY_MAX",
-    "EnclaveInfo",
     "ShelterError",
     "check_reference",
+    "enclave_info",
     "parse_addr",
     "remote_attestation",
+    "reported",
 ]
 
 GETENCLAVEINFO_REQUEST: Final = json.dumps({"type": "GETENCLAVEINFO"}, separators=(",", ":"))
@@ -48,19 +48,6 @@ _INFO_FIELDS: Final = ("id", "message", "mrenclave", "mrsigner", "version")
 class ShelterError(VeriteeError):
     """The exchange after the handshake failed: no reply, or a reply that is not Shelter's
     JSON; the message is Shelter's own where it has one."""
-
-
-@dataclass(frozen=True)
-class EnclaveInfo:
-    """The verified peer and its GETENCLAVEINFO reply (raw and decoded)."""
-
-    peer: RatlsPeer
-    raw: bytes
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def reported(self, key: str) -> str:
-        value = self.info.get(key)
-        return "" if value is None else str(value)
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -84,9 +71,9 @@ def remote_attestation(
     verifier: RatlsVerifier,
     *,
     timeout: float = 30,
-) -> EnclaveInfo:
-    """Attest ``host:port`` and ask it GETENCLAVEINFO; RatlsError, TlsError or ShelterError
-    say why not."""
+) -> tuple[RatlsPeer, bytes]:
+    """Attest ``host:port``, send GETENCLAVEINFO, and return the verified peer and the raw
+    reply (at most 2047 bytes); RatlsError, TlsError or ShelterError say why not."""
     with connect_attested(host, port, ctx, verifier, timeout=timeout) as conn:
         peer = conn.peer
         if peer is None:  # connect_attested verified with a verifier, so never
@@ -98,6 +85,12 @@ def remote_attestation(
             "the server closed the connection without a reply "
             "(in mutual mode, it may have refused this client's attestation)"
         )
+    return peer, raw
+
+
+def enclave_info(raw: bytes) -> dict[str, Any]:
+    """Decode a GETENCLAVEINFO reply as Shelter does: a JSON object; only Shelter's fields
+    are kept; ShelterError (Shelter's message) otherwise."""
     try:
         decoded = json.loads(raw)
     except ValueError as exc:
@@ -107,8 +100,13 @@ def remote_attestation(
             f"parse receiver message failed with err a JSON {type(decoded).__name__}, "
             "not an object."
         )
-    info = {key: decoded[key] for key in _INFO_FIELDS if key in decoded}
-    return EnclaveInfo(peer=peer, raw=raw, info=info)
+    return {key: decoded[key] for key in _INFO_FIELDS if key in decoded}
+
+
+def reported(info: dict[str, Any], key: str) -> str:
+    """A field as Shelter prints it: absent is empty."""
+    value = info.get(key)
+    return "" if value is None else str(value)
 
 
 def check_reference(peer: RatlsPeer, reference: Path) -> None:
