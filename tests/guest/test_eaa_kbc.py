@@ -6,26 +6,40 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from spawn import free_port, veritee_server
 
+from veritee.emulator.root import TestRoot
 from veritee.errors import ConfigError, ParseError
+from veritee.guest.bootstrap import AgentSettings, build_agent
 from veritee.guest.eaa_kbc import (
     MAX_FRAG_LENGTH,
     EaaClosed,
+    EaaConnectError,
     EaaKbc,
     EaaRefused,
     EaaReplyError,
     eaa_resource_getter,
     parse_address,
+    ratls_connector,
 )
+from veritee.guest.kbs_client import KbsClient
+from veritee.guest.resource_uri import parse_resource_uri
+from veritee.image.keyprovider import unwrap_key, wrap_optsdata
 from veritee.kbs.resources import KvResourceBackend
 from veritee.kbs.verdictd import VerdictdBroker
 from veritee.policy.resource import ResourcePolicy
+from veritee.ratls.cert import make_identity
+from veritee.ratls.quoter import EmulatedQuoter
+from veritee.ratls.verify import RatlsVerifier
 from veritee.store.kv import MemoryStore
+from veritee.verifier.registry import VerifierSettings
 
 ALLOW = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
 KEK = bytes(range(32))
@@ -205,3 +219,79 @@ def test_getter_is_one_connection_per_resource() -> None:
     assert get("kbs:///default/big/blob") == BIG
     assert len(channels) == 2
     assert all(c.closed for c in channels)
+
+
+# --- over real RA-TLS: `veritee serve --ratls-listen` as a process, and the CDH -----------------
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, test_root: TestRoot
+) -> Iterator[tuple[str, Path]]:
+    """`veritee serve --config … --ratls-listen 127.0.0.1:P`; the KEK and an allowing policy
+    stored through the admin API.  Yields the RA-TLS address and the test root."""
+    data = tmp_path_factory.mktemp("serve-ratls")
+    config = data / "kbs-config.toml"
+    config.write_text(
+        "[http_server]\ninsecure_http = true\n\n"
+        '[[plugins]]\nname = "resource"\n\n'
+        f'[ratls]\nattester = "emulated-sgx"\nemulated_root = "{test_root.directory}"\n'
+    )
+    address = f"127.0.0.1:{free_port()}"
+    args = ["serve", "--data-dir", str(data / "state"), "--trust-root", str(test_root.directory),
+            "--config", str(config), "--ratls-listen", address]
+    with veritee_server(args, data / "out.txt") as url:
+        token = (data / "state" / "admin.token").read_text().strip()
+        with KbsClient(url, admin_token=token) as admin:
+            admin.set_resource("default/image-kek/k1", KEK)
+            admin.set_resource("default/cred/auth", b'{"auths": {}}')
+            admin.set_resource_policy(ALLOW)
+        assert "RA-TLS key broker (Verdictd protocol, mutual) on 127.0.0.1:" in (
+            data / "out.txt").read_text()
+        yield address, test_root.directory
+
+
+def test_serve_ratls_listen_refuses_a_guest_of_another_root(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    address, root = served
+    other = TestRoot.init(tmp_path / "other")
+    identity = make_identity(EmulatedQuoter(other.directory, "sgx"))
+    verifier = RatlsVerifier(VerifierSettings(trust_root=root))
+    with pytest.raises((EaaClosed, EaaConnectError)), EaaKbc(
+        ratls_connector(address, identity, verifier, timeout=20)
+    ) as client:
+        client.get_resource("default/image-kek/k1")
+
+
+def test_serve_ratls_listen_serves_the_kbs_resources(served: tuple[str, Path]) -> None:
+    address, root = served
+    identity = make_identity(EmulatedQuoter(root, "sgx"))
+    verifier = RatlsVerifier(VerifierSettings(trust_root=root))
+    with EaaKbc(ratls_connector(address, identity, verifier, timeout=20)) as client:
+        assert client.check_version() == "v1"
+        assert client.get_resource("default/image-kek/k1") == KEK
+        assert client.get_kek(["default/image-kek/k1"]) == {"default/image-kek/k1": KEK}
+
+
+def test_the_cdh_with_eaa_kbc(served: tuple[str, Path], tmp_path: Path) -> None:
+    """An emulated SGX guest whose cdh.toml selects eaa_kbc: credentials at start, a
+    resource, and the image key provider's unwrap, all through the broker."""
+    address, root = served
+    cdh_toml = tmp_path / "cdh.toml"
+    cdh_toml.write_text(
+        f'[kbc]\nname = "eaa_kbc"\nurl = "{address}"\n\n'
+        "[[credentials]]\n"
+        'resource_uri = "kbs:///default/cred/auth"\n'
+        'path = "/run/confidential-containers/cdh/kbs/auth.json"\n'
+    )
+    parts = build_agent(AgentSettings(
+        cdh_config=cdh_toml, emulated_root=root, emulated_tee="sgx", env={},
+        credentials_root=tmp_path / "creds", eventlog=tmp_path / "eventlog"))
+    assert (tmp_path / "creds" / "auth.json").read_bytes() == b'{"auths": {}}'
+    assert parts.cdh.get_resource("kbs:///default/image-kek/k1") == KEK
+    kid = parse_resource_uri("kbs:///default/image-kek/k1")
+    packet = wrap_optsdata(b'{"symkey":"..."}', kid, KEK)
+    assert unwrap_key(packet.to_json(), parts.cdh.get_resource) == b'{"symkey":"..."}'
+    with pytest.raises(EaaRefused, match="not found"):
+        parts.cdh.get_resource("kbs:///default/image-kek/missing")
