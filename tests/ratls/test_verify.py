@@ -279,3 +279,31 @@ def test_missing_trust_root_directory_is_a_ratls_error(sgx: RatlsIdentity, tmp_p
     with pytest.raises(RatlsError) as info:
         RatlsVerifier(VerifierSettings(trust_root=tmp_path)).verify_certificate(sgx.cert_der)
     assert info.value.step == "evidence"
+
+
+def test_version_value_3_is_read_leniently(test_root: TestRoot, sgx: RatlsIdentity) -> None:
+    """enclave-tls wrote X509_set_version(cert, 3), an out-of-range "v4" (spec §1.5), which
+    cryptography refuses; the verifier reads certificates with asn1crypto and goes on."""
+    from asn1crypto import x509 as asn1_x509
+
+    cert = asn1_x509.Certificate.load(sgx.cert_der)
+    tbs = cert["tbs_certificate"]
+    tbs["version"] = 3
+    tbs_der = tbs.dump(force=True)
+    signature = sgx.key.sign(tbs_der, ec.ECDSA(hashes.SHA256()))
+    der = asn1_x509.Certificate(
+        {
+            "tbs_certificate": asn1_x509.TbsCertificate.load(tbs_der),
+            "signature_algorithm": cert["signature_algorithm"],
+            "signature_value": signature,
+        }
+    ).dump()
+    with pytest.raises(x509.InvalidVersion):
+        x509.load_der_x509_certificate(der)
+    peer = _verifier(test_root).verify_certificate(der)
+    assert peer.measurements["mrenclave"] == MRENCLAVE.hex()
+
+
+def test_a_naive_time_is_taken_as_utc(test_root: TestRoot, sgx: RatlsIdentity) -> None:
+    naive = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    assert _verifier(test_root, at=naive).verify_certificate(sgx.cert_der).tee == "sgx"

@@ -126,6 +126,8 @@ class RatlsVerifier:
         step = "certificate"
         try:
             when = self.at if self.at is not None else dt.datetime.now(dt.UTC)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
             peer = read_certificate(der)
             key = _check_certificate(peer, when)
             step = "format"
@@ -147,7 +149,6 @@ class RatlsVerifier:
             expected = _check_binding(evidence, peer, key, report_data)
             step = "evidence"
             claims = self._verify_evidence(evidence, expected, when)
-            step = "policy"
             result = RatlsPeer(
                 tee=evidence.tee,
                 fmt=evidence.fmt,
@@ -155,6 +156,7 @@ class RatlsVerifier:
                 measurements=measurements(evidence.tee, claims),
                 emulated=bool(claims.get("emulated", False)),
             )
+            step = "policy"
             if self.policy is not None:
                 self.policy.check(result)
             return result
