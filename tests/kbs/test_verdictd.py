@@ -8,18 +8,23 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typer.testing import CliRunner
 
 from veritee.as_.config import AsSettings
+from veritee.cli import app
 from veritee.errors import ConfigError
 from veritee.kbs.bootstrap import KbsSettings, build_kbs
+from veritee.kbs.config import parse_kbs_config
 from veritee.kbs.resources import KvResourceBackend
 from veritee.kbs.verdictd import NAMED_RESOURCES, Reply, VerdictdBroker, compact
+from veritee.kbs.verdictd_config import RatlsServerConfig, parse_listen
 from veritee.kbs.verdictd_policy import (
     DEFAULT_SGX_DATA,
     RATLS_CLAIM,
@@ -29,6 +34,8 @@ from veritee.kbs.verdictd_policy import (
     sgx_opa_input,
 )
 from veritee.policy.resource import ResourcePolicy
+from veritee.ratls.cert import make_identity, plain_identity
+from veritee.ratls.quoter import EmulatedQuoter
 from veritee.store.kv import MemoryStore
 
 ALLOW = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
@@ -368,3 +375,76 @@ def test_peer_policy_input_is_rcars_ear_shape(tmp_path: Path) -> None:
     assert doc["iat"] == 1000
     assert doc[RATLS_CLAIM] == {"tee": "sgx", "fmt": "dice",
                                 "measurements": dict(Peer().measurements)}
+
+
+# --- [ratls] in kbs-config.toml -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("", "give attester, or certificate and private_key"),
+        ('attester = "emulated-sgx"\n', "needs emulated_root"),
+        ('attester = "sgx"\n', "ratls.attester"),
+        ('certificate = "c.pem"\n', "certificate and private_key go together"),
+        ('attester = "tdx"\ncertificate = "c"\nprivate_key = "k"\n', "not both"),
+        ('attester = "tdx"\nlisten = "1234"\n', "not a HOST:PORT address"),
+        ('attester = "tdx"\nformat = "x509"\n', "ratls.format"),
+        ('attester = "tdx"\nidle_timeout = 0\n', "ratls.idle_timeout"),
+    ],
+)
+def test_ratls_section_refusals(section: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_kbs_config(tomllib.loads("[ratls]\n" + section))
+
+
+def test_ratls_section(tmp_path: Path) -> None:
+    config = parse_kbs_config(tomllib.loads(
+        '[ratls]\nlisten = "0.0.0.0:1234"\nattester = "emulated-sgx"\n'
+        f'emulated_root = "{tmp_path}"\nsgx_data = "/opt/verdictd/opa/sgxData"\nretries = 3\n'))
+    assert config.ratls is not None
+    assert config.ratls.attester == "emulated-sgx"
+    assert config.ratls.format == "dice"
+    assert config.ratls.handshake_timeout == 30
+    assert "ignored unknown key ratls.retries" in config.notes
+    assert parse_listen("[::1]:1234") == ("::1", 1234)
+    assert parse_kbs_config({}).ratls is None
+
+
+def test_ratls_certificate_pair(tmp_path: Path, test_root: Any) -> None:
+    identity = make_identity(EmulatedQuoter(test_root.directory, "sgx"))
+    (tmp_path / "cert.pem").write_bytes(identity.cert_pem)
+    (tmp_path / "key.pem").write_bytes(identity.key_pem)
+    section = RatlsServerConfig(certificate=str(tmp_path / "cert.pem"),
+                                private_key=str(tmp_path / "key.pem"))
+    assert section.identity().certificate == identity.certificate
+    other = plain_identity()
+    (tmp_path / "other.pem").write_bytes(other.key_pem)
+    mismatched = RatlsServerConfig(certificate=str(tmp_path / "cert.pem"),
+                                   private_key=str(tmp_path / "other.pem"))
+    with pytest.raises(ConfigError, match="does not match the certificate"):
+        mismatched.identity()
+    missing = RatlsServerConfig(certificate=str(tmp_path / "none.pem"),
+                                private_key=str(tmp_path / "key.pem"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        missing.identity()
+    (tmp_path / "bad.pem").write_text("not pem")
+    bad = RatlsServerConfig(certificate=str(tmp_path / "bad.pem"),
+                            private_key=str(tmp_path / "key.pem"))
+    with pytest.raises(ConfigError, match="not a PEM certificate"):
+        bad.identity()
+
+
+def test_serve_ratls_listen_needs_a_ratls_section(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "kbs", "--data-dir", str(tmp_path / "state"),
+                                 "--ratls-listen", "127.0.0.1:1234"])
+    assert result.exit_code == 2
+    assert "--ratls-listen needs a [ratls] section" in result.output
+    config = tmp_path / "kbs.toml"
+    config.write_text('[ratls]\nattester = "emulated-sgx"\n')
+    result = runner.invoke(app, ["serve", "kbs", "--data-dir", str(tmp_path / "state"),
+                                 "--config", str(config), "--ratls-listen", "127.0.0.1:1234"])
+    assert result.exit_code == 2
+    assert "needs emulated_root" in result.output
+    assert "Traceback" not in result.output

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from veritee.errors import ConfigError, VeriteeError
 from veritee.paths import veritee_home
@@ -47,7 +48,7 @@ RatlsListen = Annotated[
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {exc}")
+    Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
     return typer.Exit(2)
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from veritee.config_model import ConfigSection, problems
+from veritee.config_model import ConfigSection
 from veritee.errors import ConfigError, VeriteeError
 
 if TYPE_CHECKING:
@@ -142,6 +142,18 @@ def _read_pair(cert_path: Path, key_path: Path) -> RatlsIdentity:
     return RatlsIdentity(certificate=certificate, key=key, cert_pem=cert_pem, key_pem=key_pem)
 
 
+def _problems(exc: ValidationError) -> str:
+    found = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in ("ratls", *error["loc"]))
+        message = error["msg"].removeprefix("Value error, ")
+        got = error.get("input")
+        if error["loc"] and isinstance(got, str | int | float | bool) and repr(got) not in message:
+            message += f"; got {got!r}"
+        found.append(f"{where}: {message}")
+    return "; ".join(found)
+
+
 def parse_ratls_section(doc: Mapping[str, Any]) -> tuple[RatlsServerConfig | None, list[str]]:
     """The ``[ratls]`` table of a kbs-config document, and notes for its unknown keys."""
     raw = doc.get("ratls")
@@ -152,6 +164,6 @@ def parse_ratls_section(doc: Mapping[str, Any]) -> tuple[RatlsServerConfig | Non
     try:
         section = RatlsServerConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError(f"ratls: {problems(exc)}") from None
+        raise ConfigError(_problems(exc)) from None
     notes = [f"ignored unknown key ratls.{key}" for key in (section.model_extra or {})]
     return section, notes
