@@ -167,6 +167,13 @@ def test_decrypt_of_altered_data() -> None:
         client.decrypt("default/image-kek/k1", b"x" * 40, b"y" * 12)
 
 
+def test_a_malformed_key_id_uri_is_not_sent() -> None:
+    client, channels = kbc()
+    with pytest.raises(ParseError):
+        client.get_kek(["kbs:///default/../k1"])
+    assert channels == []
+
+
 def test_getter_refuses_other_plugins() -> None:
     get = eaa_resource_getter(lambda: MemoryChannel(broker()))
     with pytest.raises(ParseError, match="KBS resources"):

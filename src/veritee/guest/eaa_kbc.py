@@ -38,7 +38,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from veritee.errors import ConfigError, ParseError, VeriteeError
@@ -149,14 +148,8 @@ def _dumps(doc: Any) -> bytes:
 
 def _kid_path(kid: str) -> str:
     """A key id as the broker wants it: the KBS resource path (a ``kbs://`` URI's host
-    is dropped, as the EAA KBC does)."""
-    if kid.startswith("kbs"):
-        try:
-            parsed = parse_resource_uri(kid)
-        except ParseError as exc:
-            raise EaaReplyError(f"eaa_kbc: key id: {exc}") from None
-        return parsed.resource_path
-    return kid
+    is dropped, as the EAA KBC does; a malformed URI is a ParseError)."""
+    return parse_resource_uri(kid).resource_path if kid.startswith("kbs") else kid
 
 
 class EaaKbc:
@@ -171,12 +164,7 @@ class EaaKbc:
     def __enter__(self) -> EaaKbc:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
     def close(self) -> None:
