@@ -72,7 +72,7 @@ from veritee.errors import VeriteeError
 from veritee.kbs.errors import PluginInternalError
 from veritee.kbs.resources import ResourceBackend, validate_resource_path
 from veritee.kbs.verdictd_policy import PeerView, peer_policy_input
-from veritee.policy.engine import JSON, PolicyError
+from veritee.policy.engine import JSON
 from veritee.policy.resource import ResourcePolicy
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ class VerdictdBroker:
         name = f"{repo}/{type_}/{tag}"
         try:
             allowed = self._policy().allows(claims, repository=repo, type_=type_, tag=tag)
-        except (PolicyError, VeriteeError) as exc:
+        except VeriteeError as exc:  # PolicyError, the KBS's PolicyEngineError
             log.error("resource policy failed for %s: %s", name, exc)
             raise ResourceUnavailable(f"{name}: the resource policy failed") from None
         if not allowed:
@@ -284,8 +284,12 @@ class VerdictdSession:
             key = self._release(resource_path_of(kid))
         except (BadResourcePath, ResourceMissing):
             raise ResourceMissing(f"kid: {kid}'s key not found") from None
-        except BrokerError as exc:
-            raise type(exc)(f"kid: {kid}'s key: {exc}") from None
+        except ResourceDenied:
+            denied = f"kid: {kid}'s key is not released by the resource policy"
+            raise ResourceDenied(denied) from None
+        except ResourceUnavailable:
+            failed = f"kid: {kid}'s key is unavailable (see the KBS log)"
+            raise ResourceUnavailable(failed) from None
         return key
 
     def _get_kek(self, kids: object) -> bytes:
