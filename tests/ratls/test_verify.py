@@ -6,8 +6,10 @@ passed to it) and from ``shared/specs/ratls.md`` §1.3/§1.4 for the bindings.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.emulator.root import TestRoot
 from veritee.ratls import formats
-from veritee.ratls.cert import RatlsIdentity, make_identity, plain_identity, spki_der
+from veritee.ratls.cert import (
+    RatlsIdentity,
+    extract_evidence,
+    make_identity,
+    plain_identity,
+    spki_der,
+)
 from veritee.ratls.quoter import EmulatedQuoter
 from veritee.ratls.verify import STEPS, RatlsError, RatlsVerifier
 from veritee.verifier.registry import VerifierSettings
@@ -307,3 +315,57 @@ def test_version_value_3_is_read_leniently(test_root: TestRoot, sgx: RatlsIdenti
 def test_a_naive_time_is_taken_as_utc(test_root: TestRoot, sgx: RatlsIdentity) -> None:
     naive = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     assert _verifier(test_root, at=naive).verify_certificate(sgx.cert_der).tee == "sgx"
+
+
+# ------------------------------------------------------------------------- endorsements
+
+
+def _endorsed(root: TestRoot, tee: str, **changes: bytes) -> RatlsIdentity:
+    """An identity carrying the test root's collateral as its endorsements extension."""
+    endorsements = formats.endorsements_from_collateral(root.intel.collateral_json(tee))
+    endorsements = dataclasses.replace(endorsements, **changes)  # type: ignore[arg-type]
+    return make_identity(
+        EmulatedQuoter(root.directory, tee),
+        endorsements=formats.encode_endorsements(endorsements),
+    )
+
+
+def test_tampered_endorsements_fail_at_evidence(test_root: TestRoot) -> None:
+    endorsements = formats.endorsements_from_collateral(test_root.intel.collateral_json("sgx"))
+    body = json.loads(endorsements.tcb_info.rstrip(b"\x00"))
+    signature = bytes.fromhex(body["signature"])
+    body["signature"] = (bytes([signature[0] ^ 1]) + signature[1:]).hex()
+    tampered = json.dumps(body, separators=(",", ":")).encode() + b"\x00"
+    identity = _endorsed(test_root, "sgx", tcb_info=tampered)
+    with pytest.raises(RatlsError) as info:
+        _verifier(test_root).verify_certificate(identity.cert_der)
+    assert info.value.step == "evidence"
+    assert "tcb_info" in info.value.detail
+
+
+def test_endorsements_that_are_not_dcap_collateral_fail_at_evidence(test_root: TestRoot) -> None:
+    identity = _endorsed(test_root, "sgx", tcb_info=b"not json\x00")
+    with pytest.raises(RatlsError) as info:
+        _verifier(test_root).verify_certificate(identity.cert_der)
+    assert info.value.step == "evidence"
+
+
+def test_configured_collateral_wins_over_endorsements(test_root: TestRoot) -> None:
+    identity = _endorsed(test_root, "sgx", tcb_info=b"not json\x00")
+    settings = VerifierSettings(
+        trust_root=test_root.directory,
+        collateral_file=test_root.directory / "intel" / "collateral_sgx.json",
+    )
+    assert RatlsVerifier(settings).verify_certificate(identity.cert_der).tee == "sgx"
+
+
+@pytest.mark.parametrize("tee", ["sgx", "tdx"])
+def test_endorsements_are_the_collateral(test_root: TestRoot, tee: str) -> None:
+    identity = _endorsed(test_root, tee)
+    evidence = extract_evidence(identity.certificate)
+    assert evidence is not None
+    assert evidence.endorsements is not None
+    # the round trip gives dcap-qvl the very collateral the test root signed
+    want = json.loads(test_root.intel.collateral_json(tee))
+    assert json.loads(formats.endorsements_collateral(evidence.endorsements)) == want
+    assert _verifier(test_root, tee).verify_certificate(identity.cert_der).tee == tee

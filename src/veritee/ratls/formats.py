@@ -17,6 +17,7 @@ endorsements' 32-bit VERSION, goes through cbor2's ``default`` hook.
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ __all__ = [
     "encode_claims",
     "encode_endorsements",
     "encode_evidence",
+    "encode_tagged",
+    "endorsements_collateral",
+    "endorsements_from_collateral",
     "evidence_kind",
     "intel_quote_kind",
     "pubkey_hash",
@@ -325,3 +329,66 @@ def decode_endorsements(data: bytes) -> Endorsements:
             "not in rats-tls's encoding (VERSION needs a 32-bit head; lengths definite, minimal)",
         )
     return parsed
+
+
+# ----------------------------------------------------- endorsements <-> DCAP collateral
+
+#: sgx_ql_qve_collateral_t major version 3 (as DCAP's quote provider library reports it).
+ENDORSEMENTS_VERSION: Final = 3
+
+
+def _text(value: bytes) -> str:
+    """A C string of the collateral (rats-tls copies the trailing NUL) as text."""
+    return value.rstrip(b"\x00").decode("utf-8")
+
+
+def endorsements_collateral(endorsements: Endorsements) -> str:
+    """The dcap-qvl ``QuoteCollateralV3`` JSON of an endorsements extension: issuer chains as
+    PEM, CRLs (DER, PEM or hex) as hex DER, and TCB info / QE identity split into the exact
+    signed text and its signature.  ParseError for collateral that is not DCAP's."""
+    from veritee.verifier.collateral.intel import _crl_der, _signed_member, collateral_json
+
+    try:
+        tcb_info, tcb_signature, _ = _signed_member(
+            endorsements.tcb_info.rstrip(b"\x00"), "tcbInfo", "endorsed TCB info"
+        )
+        qe_identity, qe_signature, _ = _signed_member(
+            endorsements.qe_identity.rstrip(b"\x00"), "enclaveIdentity", "endorsed QE identity"
+        )
+        entry = {
+            "pck_crl_issuer_chain": _text(endorsements.pck_crl_issuer_chain),
+            "root_ca_crl": _crl_der(endorsements.root_ca_crl.rstrip(b"\x00"), "root CA CRL")[
+                0
+            ].hex(),
+            "pck_crl": _crl_der(endorsements.pck_crl.rstrip(b"\x00"), "PCK CRL")[0].hex(),
+            "tcb_info_issuer_chain": _text(endorsements.tcb_info_issuer_chain),
+            "tcb_info": tcb_info,
+            "tcb_info_signature": tcb_signature,
+            "qe_identity_issuer_chain": _text(endorsements.qe_identity_issuer_chain),
+            "qe_identity": qe_identity,
+            "qe_identity_signature": qe_signature,
+        }
+    except UnicodeDecodeError as exc:
+        raise ParseError("dice endorsements", f"an issuer chain is not text: {exc}") from exc
+    return collateral_json(entry)
+
+
+def endorsements_from_collateral(collateral: str) -> Endorsements:
+    """The endorsements for dcap-qvl ``QuoteCollateralV3`` JSON, as rats-tls writes them from
+    ``sgx_ql_qve_collateral_t``: PCS bodies and PEM chains as C strings, CRLs as DER."""
+    doc = json.loads(collateral)
+
+    def body(member: str, text_key: str, signature_key: str) -> bytes:
+        text = f'{{"{member}":{doc[text_key]},"signature":"{doc[signature_key]}"}}'
+        return text.encode() + b"\x00"
+
+    return Endorsements(
+        version=ENDORSEMENTS_VERSION,
+        tcb_info=body("tcbInfo", "tcb_info", "tcb_info_signature"),
+        tcb_info_issuer_chain=doc["tcb_info_issuer_chain"].encode() + b"\x00",
+        pck_crl=bytes.fromhex(doc["pck_crl"]),
+        root_ca_crl=bytes.fromhex(doc["root_ca_crl"]),
+        pck_crl_issuer_chain=doc["pck_crl_issuer_chain"].encode() + b"\x00",
+        qe_identity=body("enclaveIdentity", "qe_identity", "qe_identity_signature"),
+        qe_identity_issuer_chain=doc["qe_identity_issuer_chain"].encode() + b"\x00",
+    )

@@ -28,7 +28,7 @@ import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,8 +36,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from veritee.errors import CollateralError, ParseError, VeriteeError
 from veritee.ratls.cert import Evidence, PeerCertificate, extract_evidence, read_certificate
+from veritee.ratls.formats import Endorsements, endorsements_collateral
 from veritee.verifier.base import Verifier, VerifyOptions
+from veritee.verifier.intel import IntelVerifier
 from veritee.verifier.registry import VerifierSettings, build_verifier
+from veritee.verifier.trust_root import load_test_anchors
 
 if TYPE_CHECKING:
     from veritee.ratls.policy import RatlsPolicy
@@ -120,6 +123,7 @@ class RatlsVerifier:
         self.at = at
         self.allow_debug = allow_debug
         self._verifiers: dict[str, Verifier] = {}
+        self._intel_roots: tuple[bytes, ...] | None = None
 
     def verify_certificate(self, der: bytes) -> RatlsPeer:
         """Verify one peer certificate (DER); raises :class:`RatlsError` and nothing else."""
@@ -167,19 +171,45 @@ class RatlsVerifier:
         except Exception as exc:  # the contract: no other exception type escapes
             raise RatlsError(step, f"{type(exc).__name__}: {exc}") from exc
 
-    def _verifier(self, tee: str) -> Verifier:
+    def _verifier(self, tee: str, endorsements: Endorsements | None = None) -> Verifier:
+        """The verifier for ``tee``; for a quote whose certificate carries endorsements
+        (DCAP collateral, as rats-tls ``--endorsements`` sends), one that uses them, unless
+        the settings name a collateral source of their own (file, PCCS, offline cache)."""
+        settings = self.settings
+        if (
+            endorsements is not None
+            and tee in ("sgx", "tdx")
+            and settings.collateral_file is None
+            and settings.pccs_url is None
+            and not settings.offline
+        ):
+            return IntelVerifier(
+                "tdx" if tee == "tdx" else "sgx",
+                collateral=_Endorsed(endorsements_collateral(endorsements)),
+                extra_roots=self._test_intel_roots(),
+            )
         verifier = self._verifiers.get(tee)
         if verifier is None:
             verifier = build_verifier(tee, self.settings)
             self._verifiers[tee] = verifier
         return verifier
 
+    def _test_intel_roots(self) -> tuple[bytes, ...]:
+        if self._intel_roots is None:
+            root = self.settings.trust_root
+            anchors = load_test_anchors(root) if root is not None else None
+            self._intel_roots = (
+                (anchors.intel_root_der,) if anchors and anchors.intel_root_der else ()
+            )
+        return self._intel_roots
+
     def _verify_evidence(
         self, evidence: Evidence, expected: bytes, when: dt.datetime
     ) -> dict[str, Any]:
         options = VerifyOptions(at=when, report_data=expected, allow_debug=self.allow_debug)
         try:
-            verdict = self._verifier(evidence.tee).verify(evidence.raw, options)
+            verifier = self._verifier(evidence.tee, evidence.endorsements)
+            verdict = verifier.verify(evidence.raw, options)
         except (ParseError, CollateralError) as exc:
             raise RatlsError("evidence", f"{evidence.tee}: {exc}") from exc
         except VeriteeError as exc:
@@ -190,6 +220,26 @@ class RatlsVerifier:
 
 
 # ------------------------------------------------------------------------------ stages
+
+
+class _Endorsed:
+    """An Intel collateral source that is one certificate's endorsements; the verifier checks
+    their signatures, windows and FMSPC like any collateral."""
+
+    def __init__(self, collateral: str) -> None:
+        self._collateral = collateral
+
+    def collateral_for(
+        self,
+        *,
+        tee: Literal["tdx", "sgx"],
+        fmspc: str,
+        ca: Literal["platform", "processor"],
+        at: dt.datetime,
+        root: bytes | None = None,
+    ) -> str:
+        return self._collateral
+
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
