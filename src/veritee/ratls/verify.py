@@ -19,7 +19,11 @@ Each stage that fails raises :class:`RatlsError` naming it:
 ===============  ==========================================================================
 
 A test root counts only when ``VerifierSettings.trust_root`` names it: otherwise an emulated
-quote fails at ``evidence`` (its PCK chain ends in an untrusted root).
+quote fails at ``evidence`` (its PCK chain ends in an untrusted root).  Intel quotes are
+verified in full, collateral included: from the settings' source, else from the certificate's
+endorsements extension, else they fail at ``evidence`` naming the collateral step (the real
+sample certificates carry none; :mod:`veritee.verifier.intel_signatures` checks their
+signatures offline).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from veritee.errors import CollateralError, ParseError, VeriteeError
+from veritee.errors import ParseError, VeriteeError
 from veritee.ratls.cert import Evidence, PeerCertificate, extract_evidence, read_certificate
 from veritee.ratls.formats import Endorsements, endorsements_collateral
 from veritee.verifier.base import Verifier, VerifyOptions
@@ -210,9 +214,7 @@ class RatlsVerifier:
         try:
             verifier = self._verifier(evidence.tee, evidence.endorsements)
             verdict = verifier.verify(evidence.raw, options)
-        except (ParseError, CollateralError) as exc:
-            raise RatlsError("evidence", f"{evidence.tee}: {exc}") from exc
-        except VeriteeError as exc:
+        except VeriteeError as exc:  # ParseError, CollateralError, InputError (a bad trust root)
             raise RatlsError("evidence", f"{evidence.tee}: {exc}") from exc
         if not verdict.verified:
             raise RatlsError("evidence", f"{evidence.tee} {verdict.step}: {verdict.error}")
