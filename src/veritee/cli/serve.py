@@ -159,7 +159,10 @@ def _ratls_broker(
     from veritee.kbs.verdictd_server import build_verdictd_server
 
     broker = VerdictdBroker.for_kbs(parts.service)
-    return build_verdictd_server(section, broker, verifier_settings(attestation), listen=listen)
+    return build_verdictd_server(
+        section, broker, verifier_settings(attestation), listen=listen,
+        allow_debug=attestation.allow_debug,
+    )
 
 
 @app.callback(invoke_without_command=True)

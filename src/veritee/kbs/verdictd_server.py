@@ -175,9 +175,11 @@ def build_verdictd_server(
     listen: str | None = None,
     identity: RatlsIdentity | None = None,
     gate: VerdictdGate | None = None,
+    allow_debug: bool = False,
 ) -> VerdictdServer:
     """The server ``[ratls]`` describes; ``listen`` (``--ratls-listen``) wins over
-    ``config.listen`` (default Verdictd's ``127.0.0.1:1234``)."""
+    ``config.listen`` (default Verdictd's ``127.0.0.1:1234``).  Clients are verified with
+    the KBS's verifier settings and its AS's ``allow_debug``."""
     address = listen or config.listen or "127.0.0.1:1234"
     host, port = parse_listen(address, "--ratls-listen" if listen else "ratls.listen")
     if gate is None:
@@ -188,7 +190,7 @@ def build_verdictd_server(
         raise
     except VeriteeError as exc:
         raise ConfigError(f"ratls: {exc}") from exc
-    verifier = RatlsVerifier(verifier_settings, gate)
+    verifier = RatlsVerifier(verifier_settings, gate, allow_debug=allow_debug)
     return VerdictdServer(
         broker, own, verifier, host=host, port=port,
         handshake_timeout=config.handshake_timeout, idle_timeout=config.idle_timeout,
