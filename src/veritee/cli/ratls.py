@@ -134,6 +134,8 @@ async def _serve(proxy: RatlsProxy, host: str, port: int, what: str) -> None:
     typer.echo(f"veritee ratls proxy listening on {bound} {what}")
     async with server:
         await stop.wait()
+        server.close()
+        await proxy.aclose()
 
 
 def _address(name: object) -> str:

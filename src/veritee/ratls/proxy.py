@@ -169,11 +169,31 @@ class RatlsProxy:
         self.verifier = verifier
         self.handshake_timeout = handshake_timeout
         self.context: SSL.Context = server_context(identity, mutual=verifier is not None)
+        self._connections: set[asyncio.Task[object]] = set()
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         return await asyncio.start_server(self.handle, host, port, backlog=1024)
 
+    async def aclose(self) -> None:
+        """End every open connection (the listening server is the caller's to close)."""
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One client connection, from the handshake to the end of forwarding."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            await self._connection(reader, writer)
+        except asyncio.CancelledError:
+            writer.close()  # the proxy is stopping; the task ends quietly
+        finally:
+            self._connections.discard(task)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             stream = await accept_attested(
                 reader, writer, self.context, self.verifier, timeout=self.handshake_timeout
@@ -221,22 +241,22 @@ class RatlsProxy:
                 stream.peer_name,
             )
             return
+        to_upstream = asyncio.create_task(_client_to_upstream(stream, up_writer))
+        to_client = asyncio.create_task(_upstream_to_client(up_reader, stream))
         try:
-            to_upstream = asyncio.create_task(_client_to_upstream(stream, up_writer))
-            to_client = asyncio.create_task(_upstream_to_client(up_reader, stream))
             await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
             if to_upstream.done() and not to_client.done() and to_upstream.exception() is None:
                 await asyncio.wait({to_client})  # the client is done sending; the answer may follow
+        finally:
             for task in (to_upstream, to_client):
                 task.cancel()
             results = await asyncio.gather(to_upstream, to_client, return_exceptions=True)
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-        finally:
             up_writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await up_writer.wait_closed()
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
 
 
 async def _client_to_upstream(stream: AttestedStream, up_writer: asyncio.StreamWriter) -> None:

@@ -271,6 +271,11 @@ class AttestedStream:
     def peer_name(self) -> str:
         return self._engine.peer_name
 
+    @property
+    def peer_certificate_der(self) -> bytes | None:
+        """The certificate the peer presented (DER), None when it sent none."""
+        return self._engine.peer_der()
+
     async def _flush(self) -> None:
         out = self._engine.pending_output()
         if out:
@@ -414,6 +419,11 @@ class AttestedConnection:
         self._sock = sock
         self._closed = False
         self.peer = peer
+
+    @property
+    def peer_certificate_der(self) -> bytes | None:
+        """The certificate the server presented (DER)."""
+        return self._engine.peer_der()
 
     def _flush(self) -> None:
         out = self._engine.pending_output()
