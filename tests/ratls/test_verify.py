@@ -200,6 +200,83 @@ def test_tampered_quote_is_refused_at_evidence(test_root: TestRoot, sgx: RatlsId
     assert info.value.step == "evidence"
 
 
+#: A byte of the launch measurement: SGX MRENCLAVE (header 48 + 64), TDX MRTD (48 + 136),
+#: SNP MEASUREMENT (report offset 0x90).
+MEASUREMENT_OFFSET = {"sgx": 48 + 64, "tdx": 48 + 136, "snp": 0x90}
+
+
+@pytest.mark.parametrize("tee", ["sgx", "tdx", "snp"])
+@pytest.mark.parametrize("fmt", ["dice", "legacy"])
+def test_tampered_evidence_of_each_tee_is_refused_at_evidence(
+    test_root: TestRoot, tee: str, fmt: str
+) -> None:
+    identity = make_identity(EmulatedQuoter(test_root.directory, tee), fmt=fmt)  # type: ignore[arg-type]
+    evidence = extract_evidence(identity.certificate)
+    assert evidence is not None
+    raw = bytearray(evidence.raw)
+    raw[MEASUREMENT_OFFSET[tee]] ^= 0x01
+    if fmt == "dice":
+        assert evidence.tag is not None
+        assert evidence.claims_buffer is not None
+        value = formats.encode_tagged(evidence.tag, bytes(raw), evidence.claims_buffer)
+    else:
+        value = bytes(raw)
+    der = _resign(identity, extension=(x509.ObjectIdentifier(evidence.oid), value))
+    with pytest.raises(RatlsError) as info:
+        _verifier(test_root, tee).verify_certificate(der)
+    assert info.value.step == "evidence"
+
+
+_CLAIMS = formats.encode_claims(formats.PubkeyHash(1, bytes(32)))
+
+
+def _with_extension(oid: x509.ObjectIdentifier, value: bytes) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "RATS-TLS")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .serial_number(1)
+        .public_key(key.public_key())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.UnrecognizedExtension(oid, value), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _der(cert)
+
+
+@pytest.mark.parametrize(
+    ("oid", "value", "kind"),
+    [
+        ("1.2.840.113741.1337.14", bytes(432), "sgx_la"),  # a local EREPORT (spec §1.2)
+        ("1.2.840.113741.1337.22", b"sev", "sev"),
+        ("1.2.840.113741.1337.24", b"csv", "csv"),
+        ("2.23.133.5.4.9", formats.encode_tagged(60001, b"report", _CLAIMS), "intel_report"),
+    ],
+    ids=["sgx_la", "sev", "csv", "dice-60001"],
+)
+def test_evidence_veritee_cannot_verify_is_refused_at_evidence(
+    test_root: TestRoot, oid: str, value: bytes, kind: str
+) -> None:
+    with pytest.raises(RatlsError) as info:
+        _verifier(test_root).verify_certificate(_with_extension(x509.ObjectIdentifier(oid), value))
+    assert info.value.step == "evidence"
+    assert kind in info.value.detail
+
+
+def test_a_quote_of_another_tee_under_a_legacy_oid_is_refused_at_format(
+    test_root: TestRoot,
+) -> None:
+    quote = EmulatedQuoter(test_root.directory, "sgx").quote(b"")
+    tdx_oid = x509.ObjectIdentifier("1.2.840.113741.1337.8")
+    with pytest.raises(RatlsError) as info:
+        _verifier(test_root).verify_certificate(_with_extension(tdx_oid, quote))
+    assert info.value.step == "format"
+
+
 def test_malformed_dice_extension_is_refused_at_format(
     test_root: TestRoot, sgx: RatlsIdentity
 ) -> None:

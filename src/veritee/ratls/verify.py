@@ -11,7 +11,9 @@ Each stage that fails raises :class:`RatlsError` naming it:
 ``binding``      the evidence does not bind the certificate's key: DICE — ``pubkey-hash``
                  differs from the hash of the SPKI, or report_data[0:32] is not SHA-256 of
                  the claims buffer; legacy — report_data[0:32] is not SHA-256 of the SPKI DER
-                 (or, for RSA, of the PKCS#1 RSAPublicKey DER); report_data[32:64] not zero
+                 (or, for RSA, of the PKCS#1 RSAPublicKey DER); report_data[32:64] not zero.
+                 Gramine's legacy quote binds the SPKI too; an Intel SGX SDK quote without
+                 its DICE twin is held to the same rule (its older binding is undetermined)
 ``evidence``     the TEE verifier rejects the quote/report (its step is in the detail:
                  signature, collateral, root_ca for a test root not configured, debug, ...),
                  or the evidence is of a kind veritee cannot verify (SGX local report, EPID)
