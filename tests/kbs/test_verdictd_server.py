@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veritee.as_.config import AsSettings
 from veritee.emulator.root import TestRoot
-from veritee.errors import VeriteeError
+from veritee.errors import ConfigError, VeriteeError
 from veritee.guest.eaa_kbc import EaaClosed, EaaConnectError, EaaKbc, EaaRefused, ratls_connector
 from veritee.kbs.bootstrap import KbsComponents, KbsSettings, build_kbs
 from veritee.kbs.verdictd import VerdictdBroker
@@ -180,6 +180,13 @@ def test_a_server_outside_the_guests_trust_is_refused_by_the_guest(
                                 server_verifier(other.directory), timeout=20)
     with pytest.raises(EaaConnectError, match="no attested connection"), EaaKbc(connector) as kbc:
         kbc.check_version()
+
+
+def test_a_port_in_use_is_a_config_error(broker: Broker) -> None:
+    twin = VerdictdServer(broker.server.broker, broker.server.identity, broker.server.verifier,
+                          host="127.0.0.1", port=broker.port)
+    with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{broker.port}"):
+        twin.start()
 
 
 @pytest.mark.parametrize("request_bytes", [b"not json", b'{"command":"getKek"}', b"[]"])
