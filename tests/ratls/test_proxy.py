@@ -18,6 +18,7 @@ from ratls_live import (
     swapped_identity,
 )
 
+from veritee.emulator.machine import MR_ENCLAVE, EmulatedMachine
 from veritee.emulator.root import TestRoot
 from veritee.guest.attesters.base import AttesterError
 from veritee.ratls.cert import RatlsIdentity, make_identity, plain_identity
@@ -150,6 +151,20 @@ def test_mutual_proxy_refuses_the_client_before_any_byte_is_forwarded(
     assert any(f"RA-TLS {step}" in message for message in refusals), refusals
 
 
+def test_a_client_that_never_finishes_its_handshake_is_dropped(sgx, upstream) -> None:
+    import socket
+
+    xfer, record = upstream
+    with (
+        running_proxy(RatlsProxy(sgx, xfer=xfer, handshake_timeout=0.3)) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+    ):
+        raw.sendall(b"\x16\x03\x01")  # the start of a ClientHello, and then nothing
+        assert raw.recv(100) == b""  # closed by the proxy after its handshake timeout
+    assert record.connections == 0
+    _nothing_forwarded(record)
+
+
 # --------------------------------------------------------------------------- success
 
 
@@ -259,6 +274,22 @@ def test_without_xfer_the_proxy_speaks_inclavared(request_bytes, reply, sgx, ver
 
 
 # --------------------------------------------------------------------------- setup
+
+
+def test_real_tee_attesters_over_an_emulated_machine(test_root, root) -> None:
+    """The guest's own attesters (AttesterQuoter) as on hardware, over the emulator's
+    machine behind the Kernel interface."""
+    check = peer_verifier(trust_root=root)
+    tdx_guest = EmulatedMachine.launch(test_root, "tdx")
+    peer = check.verify_certificate(attester_identity("tdx", None, kernel=tdx_guest).cert_der)
+    assert peer.tee == "tdx"
+    sgx_guest = EmulatedMachine.launch(test_root, "sgx")
+    peer = check.verify_certificate(attester_identity("sgx_ecdsa", None, kernel=sgx_guest).cert_der)
+    assert peer.measurements["mrenclave"] == MR_ENCLAVE.hex()
+    with pytest.raises(AttesterError, match="needs a sgx guest; this guest is tdx"):
+        attester_identity("sgx_ecdsa", None, kernel=tdx_guest)
+    with pytest.raises(AttesterError, match="no TEE found"):
+        attester_identity("snp", None, kernel=EmulatedMachine())
 
 
 def test_attester_names(root) -> None:

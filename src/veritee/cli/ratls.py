@@ -16,6 +16,7 @@ from veritee.errors import VeriteeError
 
 if TYPE_CHECKING:
     from veritee.ratls.proxy import RatlsProxy
+    from veritee.verifier.registry import VerifierSettings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -36,6 +37,15 @@ TrustRootOption = Annotated[
     Path | None,
     typer.Option(help="Also trust this emulator test root (as in veritee verify)."),
 ]
+PccsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="PCCS or Intel PCS base URL: SGX/TDX collateral (cached, as veritee verify)."
+    ),
+]
+KdsOption = Annotated[
+    str | None, typer.Option(help="AMD KDS base URL: SNP VCEKs (cached, as veritee verify).")
+]
 EmulatedOption = Annotated[
     Path | None,
     typer.Option(help="The emulator test root that an emulated-* attester signs under."),
@@ -47,6 +57,17 @@ def host_port(value: str, flag: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise typer.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=flag)
     return host.strip("[]"), int(port)
+
+
+def collateral_settings(pccs: str | None, kds: str | None) -> VerifierSettings:
+    """Where the verifier gets collateral for hardware evidence; a test root brings its own."""
+    from veritee.paths import default_cache_path
+    from veritee.verifier.registry import VerifierSettings
+
+    uses_network = pccs is not None or kds is not None
+    return VerifierSettings(
+        pccs_url=pccs, kds_url=kds, cache_path=default_cache_path() if uses_network else None
+    )
 
 
 def check_names(attester: str | None, verifier: str) -> None:
@@ -88,6 +109,8 @@ def proxy(
     policy: PolicyOption = None,
     emulated: EmulatedOption = None,
     trust_root: TrustRootOption = None,
+    pccs: PccsOption = None,
+    kds: KdsOption = None,
     handshake_timeout: Annotated[
         float, typer.Option(help="Seconds for a client's handshake and attestation.")
     ] = 30,
@@ -102,13 +125,24 @@ def proxy(
     host, port = host_port(listen, "--listen")
     upstream = host_port(xfer, "--xfer") if xfer is not None else None
     check_names(attester, verifier)
-    if not mutual and (policy is not None or trust_root is not None):
-        raise typer.BadParameter("only used with --mutual", param_hint="--policy/--trust-root")
+    if not mutual and any(v is not None for v in (policy, trust_root, pccs, kds)):
+        raise typer.BadParameter(
+            "only used with --mutual", param_hint="--policy/--trust-root/--pccs/--kds"
+        )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("veritee.ratls").setLevel(logging.INFO)
     try:
         identity = attester_identity(attester, emulated)
-        checker = peer_verifier(verifier, trust_root=trust_root, policy=policy) if mutual else None
+        checker = (
+            peer_verifier(
+                verifier,
+                trust_root=trust_root,
+                policy=policy,
+                settings=collateral_settings(pccs, kds),
+            )
+            if mutual
+            else None
+        )
     except VeriteeError as exc:
         raise fail(str(exc)) from None
     server = RatlsProxy(

@@ -12,10 +12,13 @@ from veritee.cli.ratls import (
     ATTESTER_HELP,
     EXIT_USAGE,
     EmulatedOption,
+    KdsOption,
+    PccsOption,
     PolicyOption,
     TrustRootOption,
     VerifierOption,
     check_names,
+    collateral_settings,
 )
 from veritee.errors import VeriteeError
 
@@ -97,6 +100,8 @@ def _setup(
     emulated: Path | None,
     mutual: bool,
     attester: str | None,
+    pccs: str | None,
+    kds: str | None,
     with_policy: bool = True,
 ) -> tuple[SSL.Context, RatlsVerifier]:
     """The client context and the verifier; usage errors exit 2."""
@@ -111,7 +116,10 @@ def _setup(
             attester_identity(attester or _default_attester(emulated), emulated) if mutual else None
         )
         checker = peer_verifier(
-            verifier, trust_root=trust_root, policy=policy if with_policy else None
+            verifier,
+            trust_root=trust_root,
+            policy=policy if with_policy else None,
+            settings=collateral_settings(pccs, kds),
         )
     except VeriteeError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -137,6 +145,8 @@ def remoteattestation(
     verifier: VerifierOption = "auto",
     policy: PolicyOption = None,
     trust_root: TrustRootOption = None,
+    pccs: PccsOption = None,
+    kds: KdsOption = None,
     emulated: EmulatedOption = None,
     mutual: MutualOption = False,
     attester: AttesterOption = None,
@@ -159,6 +169,8 @@ def remoteattestation(
         emulated=emulated,
         mutual=mutual,
         attester=attester,
+        pccs=pccs,
+        kds=kds,
     )
     typer.echo(f"tcp sock address is {host}:{port}")
     try:
@@ -195,6 +207,8 @@ def mrverify(
     ] = None,
     verifier: VerifierOption = "auto",
     trust_root: TrustRootOption = None,
+    pccs: PccsOption = None,
+    kds: KdsOption = None,
     emulated: EmulatedOption = None,
     mutual: MutualOption = False,
     attester: AttesterOption = None,
@@ -225,6 +239,8 @@ def mrverify(
         emulated=emulated,
         mutual=mutual,
         attester=attester,
+        pccs=pccs,
+        kds=kds,
         with_policy=False,
     )
     try:

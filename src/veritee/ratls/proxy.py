@@ -35,7 +35,7 @@ from typing import Final
 
 from OpenSSL import SSL
 
-from veritee.guest.attesters.base import AttesterError
+from veritee.guest.attesters.base import AttesterError, Kernel
 from veritee.ratls.cert import RatlsIdentity, make_identity
 from veritee.ratls.policy import RatlsPolicy, load_policy
 from veritee.ratls.quoter import AttesterQuoter, EmulatedQuoter, Quoter
@@ -85,9 +85,12 @@ _REQUEST_MAX: Final = 512  # Inclavared's read buffer
 _CHUNK: Final = 65536
 
 
-def attester_quoter(name: str, emulated_root: Path | None) -> Quoter:
+def attester_quoter(
+    name: str, emulated_root: Path | None, *, kernel: Kernel | None = None
+) -> Quoter:
     """The quoter for ``--attester name``: the emulator's under ``emulated_root`` for
-    ``emulated-*``, otherwise this guest's attester, which must be the TEE named."""
+    ``emulated-*``, otherwise the guest's attester over ``kernel`` (Linux by default), which
+    must be the TEE named."""
     tee = ATTESTERS.get(name)
     if tee is None:
         raise AttesterError(f"unknown attester {name!r}; known: {', '.join(ATTESTERS)}")
@@ -98,7 +101,8 @@ def attester_quoter(name: str, emulated_root: Path | None) -> Quoter:
     from veritee.guest.attesters.detect import attester_for, detect_tee, no_tee_error
     from veritee.guest.attesters.linux import LinuxKernel
 
-    kernel = LinuxKernel()
+    if kernel is None:
+        kernel = LinuxKernel()
     found = detect_tee(kernel)
     if found is None:
         raise no_tee_error(kernel)
@@ -107,9 +111,11 @@ def attester_quoter(name: str, emulated_root: Path | None) -> Quoter:
     return AttesterQuoter(attester_for(tee, kernel))
 
 
-def attester_identity(name: str, emulated_root: Path | None) -> RatlsIdentity:
+def attester_identity(
+    name: str, emulated_root: Path | None, *, kernel: Kernel | None = None
+) -> RatlsIdentity:
     """A fresh RA-TLS identity (DICE format) from ``--attester name``."""
-    return make_identity(attester_quoter(name, emulated_root))
+    return make_identity(attester_quoter(name, emulated_root, kernel=kernel))
 
 
 @dataclass(frozen=True)
@@ -250,8 +256,8 @@ class RatlsProxy:
         finally:
             for task in (to_upstream, to_client):
                 task.cancel()
+            up_writer.close()  # before any await: this also runs when the proxy stops
             results = await asyncio.gather(to_upstream, to_client, return_exceptions=True)
-            up_writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await up_writer.wait_closed()
         for result in results:
