@@ -361,6 +361,9 @@ async def _establish(
         await _abort(engine, writer)
         message = f"TLS handshake with {engine.peer_name} failed: {exc.strerror or exc}"
         raise TlsError(message) from None
+    except asyncio.CancelledError:
+        writer.close()
+        raise
     return AttestedStream(engine, reader, writer, peer)
 
 
