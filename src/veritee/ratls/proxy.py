@@ -159,7 +159,8 @@ def peer_verifier(
 
 
 class RatlsProxy:
-    """The proxy's connection handler; :meth:`serve` binds and runs it."""
+    """The proxy's connection handler; :meth:`start` binds it, :meth:`aclose` ends its
+    connections."""
 
     def __init__(
         self,
