@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any
 
 from veritee.errors import ConfigError, InputError
 from veritee.guest.aa import AttestationAgent
@@ -33,6 +33,9 @@ from veritee.guest.cdh import ConfidentialDataHub, ResourceGetter
 from veritee.guest.cdh_config import CdhConfig, load_cdh_config
 from veritee.guest.eventlog import AaEventLog
 from veritee.initdata import Initdata, digest_for_tee, parse_initdata
+
+if TYPE_CHECKING:
+    from veritee.emulator.root import TestRoot
 
 __all__ = ["DEFAULT_EVENTLOG", "AgentParts", "AgentSettings", "build_agent"]
 
@@ -67,12 +70,13 @@ class AgentParts:
 def build_agent(settings: AgentSettings) -> AgentParts:
     """Everything the agent serves; ConfigError/InputError/AgentError name what is wrong."""
     notes: list[str] = []
-    extra_devices = _emulated_devices(settings)  # a wrong --device fails before anything else
+    root = _test_root(settings)
+    extra_devices = _emulated_devices(settings, root)  # a wrong --device fails before the rest
     initdata = _read_initdata(settings.initdata)
     aa_config = _aa_config(settings, initdata)
     notes += [f"{aa_config.source}: unknown key {key!r} ignored" for key in aa_config.warnings]
     cdh_config = _cdh_config(settings, initdata, aa_config)
-    kernel = _kernel(settings, initdata)
+    kernel = _kernel(settings, initdata, root)
     eventlog_path = settings.eventlog or _default_eventlog(settings)
     if settings.emulated_root is not None:
         attester = attester_for(settings.emulated_tee, kernel, aael_path=eventlog_path)
@@ -144,13 +148,21 @@ def _cdh_config(
     return CdhConfig.from_text(f'[kbc]\nname = "cc_kbc"\nurl = "{url}"\n', "defaults")
 
 
-def _kernel(settings: AgentSettings, initdata: Initdata | None) -> Kernel:
+def _test_root(settings: AgentSettings) -> TestRoot | None:
+    """The emulator's test root, loaded once for the machine and its devices."""
     if settings.emulated_root is None:
+        return None
+    from veritee.emulator.root import TestRoot
+
+    return TestRoot.load(settings.emulated_root)
+
+
+def _kernel(settings: AgentSettings, initdata: Initdata | None, root: TestRoot | None) -> Kernel:
+    if root is None:
         from veritee.guest.attesters.linux import LinuxKernel
 
         return LinuxKernel(env=settings.env)
     from veritee.emulator.machine import EmulatedMachine
-    from veritee.emulator.root import TestRoot
 
     tee = settings.emulated_tee
     if tee not in ("tdx", "snp", "sgx"):
@@ -159,32 +171,30 @@ def _kernel(settings: AgentSettings, initdata: Initdata | None) -> Kernel:
     if initdata is not None and tee != "sgx":
         digest = digest_for_tee(initdata, tee)[1]
     return EmulatedMachine.launch(
-        TestRoot.load(settings.emulated_root),
+        root,
         tee,  # type: ignore[arg-type]
         init_data_digest=digest,
         env=settings.env,
     )
 
 
-EMULATED_DEVICES: Final = ("nvidia",)
-
-
-def _emulated_devices(settings: AgentSettings) -> list[Attester]:
+def _emulated_devices(settings: AgentSettings, root: TestRoot | None) -> list[Attester]:
     """The additional devices of the emulated machine: ``nvidia`` is the test root's H100."""
     if not settings.emulated_devices:
         return []
-    if settings.emulated_root is None:
+    if root is None:
         raise InputError("an emulated device needs an emulated TEE (--emulated ROOTDIR)")
+    from veritee.emulator.evidence import EMULATED_DEVICES
+
     unknown = [d for d in settings.emulated_devices if d not in EMULATED_DEVICES]
     if unknown:
         raise InputError(
             f"no emulated device {', '.join(unknown)}; expected {', '.join(EMULATED_DEVICES)}"
         )
     from veritee.emulator.nvidia import EmulatedGpu
-    from veritee.emulator.root import TestRoot
     from veritee.guest.attesters.nvidia import NvidiaAttester
 
-    gpu = EmulatedGpu(TestRoot.load(settings.emulated_root).gpu())
+    gpu = EmulatedGpu(root.gpu())
     return [NvidiaAttester([gpu])]
 
 
