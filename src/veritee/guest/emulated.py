@@ -64,6 +64,10 @@ class EmulatedEvidenceProvider:
                 self.settings[name] = value
         self._root: TestRoot | None = None
 
+    def prepare(self) -> None:
+        """Load the test root now (it is otherwise loaded by the first evidence)."""
+        self._test_root()
+
     def _test_root(self) -> TestRoot:
         if self._root is None:
             from veritee.emulator.root import TestRoot
