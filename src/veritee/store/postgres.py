@@ -16,7 +16,10 @@ default, created when absent) and has exactly the semantics of
 Each statement runs in autocommit, and ``put`` is one ``INSERT … ON CONFLICT``,
 so several processes (two KBS replicas, say) can share a table; table creation
 is serialised with an advisory lock.  One connection per store object, used
-behind a lock, is re-opened on the next call after the server dropped it.
+behind a lock, is re-opened on the next call after the server dropped it, and in a
+process forked after it was opened (a forked worker opens its own and leaves the
+parent's untouched: closing it there would end the parent's session too).  Statements
+are composed once per store and prepared by psycopg after a few uses.
 
 Every database failure becomes an :class:`~veritee.errors.InputError` (cannot
 connect, cannot create the table) or a :class:`~veritee.errors.VeriteeError`
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -144,7 +148,10 @@ class PostgresStore:
         self._lock = threading.Lock()
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = None
+        self._pid = os.getpid()
         self._ident = sql.Identifier(table)
+        # Composed once (by the query's identity: psycopg's SQL objects are unhashable).
+        self._statements = {id(q): q.format(self._ident) for q in (_SELECT, _PUT, _DELETE, _ITEMS)}
         with self._lock:
             conn = self._connection()
             try:
@@ -175,6 +182,8 @@ class PostgresStore:
         with self._lock:
             self._closed = True
             if self._conn is not None:
+                if self._pid != os.getpid():
+                    _detach(self._conn)  # a parent's session: leave it open
                 self._conn.close()
                 self._conn = None
 
@@ -222,6 +231,13 @@ class PostgresStore:
         """The open connection, (re)connecting first; call with the lock held."""
         if self._closed:
             raise VeriteeError(f"store {self.url} is closed")
+        if self._pid != os.getpid():
+            # Forked: the connection's socket is the parent's session.  Point our copy
+            # of the descriptor at /dev/null first, so that closing it here (or its
+            # finaliser) cannot send the server a Terminate, then open our own.
+            if self._conn is not None and not self._conn.closed:
+                _detach(self._conn)
+            self._conn, self._pid = None, os.getpid()
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
         if self._conn is not None:
@@ -236,7 +252,7 @@ class PostgresStore:
         return self._conn
 
     def _run(self, query: sql.SQL, params: tuple[Any, ...], *, fetch: bool = True) -> list[_Row]:
-        statement = query.format(self._ident)
+        statement = self._statements.get(id(query)) or query.format(self._ident)
         with self._lock:
             for attempt in (1, 2):
                 conn = self._connection()
@@ -258,6 +274,16 @@ class PostgresStore:
         if self._secret:
             text = text.replace(self._secret, "***")
         return text
+
+
+def _detach(conn: psycopg.Connection[Any]) -> None:
+    """Close a connection inherited through fork without touching the parent's session."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(devnull, conn.fileno())
+    finally:
+        os.close(devnull)
+    conn.close()
 
 
 def _key(key: str) -> bytes:
