@@ -1,5 +1,8 @@
 """Session stores: single-use challenges, expiry, and Redis shared by two replicas.
 
+Every case of the first part runs on the memory, Redis and SQLite stores; what is
+particular to SQLite (several processes on one file) is in test_session_sqlite.py.
+
 The Redis cases talk to a real redis-server, the session's throwaway one (the
 ``redis_url`` fixture, tests/support/services.py); without the binary they fail
 rather than skip.
@@ -11,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -22,6 +26,7 @@ from veritee.kbs.session import (
     SessionStore,
     new_session_id,
 )
+from veritee.kbs.session_sqlite import SqliteSessionStore
 
 PUBKEY = {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW", "x": "AAAA", "y": "BBBB"}
 
@@ -62,16 +67,22 @@ def redis_factory(redis_url: str, prefix: str) -> Iterator[Callable[[], RedisSes
         store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> SessionStore:
+@pytest.fixture(params=["memory", "redis", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
     if request.param == "memory":
-        return MemorySessionStore()
+        yield MemorySessionStore()
+        return
+    if request.param == "sqlite":
+        sqlite = SqliteSessionStore(tmp_path / "sessions.db")
+        yield sqlite
+        sqlite.close()
+        return
     # Only the Redis cases start the session's throwaway redis-server.
     redis_factory: Callable[[], RedisSessionStore] = request.getfixturevalue("redis_factory")
-    return redis_factory()
+    yield redis_factory()
 
 
-# --------------------------------------------------------------------------- both stores
+# --------------------------------------------------------------------------- every store
 
 
 def test_unknown_session_is_none(store: SessionStore) -> None:

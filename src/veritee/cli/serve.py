@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,12 +13,14 @@ from rich.markup import escape
 
 from veritee.errors import ConfigError, VeriteeError
 from veritee.paths import veritee_home
+from veritee.serving import server_options
 
 if TYPE_CHECKING:
     from veritee.as_.config import AsSettings
     from veritee.kbs.bootstrap import KbsComponents
     from veritee.kbs.config import KbsConfig
     from veritee.kbs.verdictd_server import VerdictdServer
+    from veritee.kbs.worker import ServeSpec
 
 app = typer.Typer(help="Run veritee services.  With no role: KBS, AS and RVPS in one process.")
 console = Console()
@@ -36,6 +38,15 @@ TrustRoot = Annotated[
 
 
 Port = Annotated[int | None, typer.Option(help="TCP port (default: the role's upstream port).")]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Worker processes on the one port (default: the config's worker_count, else "
+        "the CPUs available). With more than one, RCAR sessions live in <data dir>/"
+        "sessions.db (SQLite, WAL) unless the config names Redis.",
+    ),
+]
 RatlsListen = Annotated[
     str | None,
     typer.Option(
@@ -52,19 +63,6 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _as_base(
-    data_dir: Path | None, trust_root: Path | None, allow_sample: bool, policy_dir: Path | None
-) -> AsSettings:
-    from veritee.as_.config import AsSettings
-
-    return AsSettings(
-        data_dir=data_dir or veritee_home(),
-        trust_root=trust_root,
-        allow_sample=allow_sample,
-        policy_dir=policy_dir,
-    )
-
-
 def _run_kbs(
     host: str,
     port: int | None,
@@ -77,51 +75,46 @@ def _run_kbs(
     *,
     with_as_api: bool = False,
     ratls_listen: str | None = None,
+    workers: int | None = None,
 ) -> None:
     """Serve the KBS; ``with_as_api`` also serves the AS REST API (``/attestation``,
-    ``/policy``, ``/rvps``, the JWKS) on the same port, as the all-in-one does."""
-    import uvicorn
+    ``/policy``, ``/rvps``, the JWKS) on the same port, as the all-in-one does.  With
+    several workers the first start happens here, once, then uvicorn's supervisor runs
+    the workers (:mod:`veritee.kbs.worker`); the RA-TLS broker runs in this process."""
+    from veritee.kbs.worker import ServeSpec, first_start, resolve
 
-    from veritee.kbs.bootstrap import KbsSettings, build_kbs
-    from veritee.kbs.config import load_kbs_config
-    from veritee.kbs.settings import kbs_settings_from_config
-
-    base = _as_base(data_dir, trust_root, allow_sample, policy_dir)
+    spec = ServeSpec(
+        data_dir=data_dir or veritee_home(),
+        config=config,
+        trust_root=trust_root,
+        allow_sample=allow_sample,
+        policy_dir=policy_dir,
+        with_as_api=with_as_api,
+        workers=workers,
+    )
     listen_host, listen_port, ssl = host, port or 8080, None
-    loaded: KbsConfig | None = None
     try:
-        if config is not None:
-            loaded = load_kbs_config(config)
-            settings = kbs_settings_from_config(loaded, base)
+        plan = resolve(spec)
+        loaded = plan.config
+        if loaded is not None:
             if port is None and loaded.http_server.sockets:
                 listen_host, listen_port = loaded.http_server.addresses()[0]
             if not loaded.http_server.insecure_http and loaded.http_server.tls.certificate:
                 ssl = loaded.http_server.tls
-        else:
-            settings = KbsSettings(attestation=base)
-        parts = build_kbs(settings)
-        ratls = _ratls_broker(loaded, ratls_listen, parts, settings.attestation)
+        parts = first_start(plan)
+        ratls = _ratls_broker(loaded, ratls_listen, parts, plan.settings.attestation)
     except VeriteeError as exc:
         raise _fail(exc) from exc
     from veritee.as_.bootstrap import describe_first_start
 
-    for line in (*describe_first_start(parts.attestation, base.data_dir), *settings.warnings):
+    lines = describe_first_start(parts.attestation, spec.data_dir)
+    for line in (*lines, *plan.settings.warnings, *plan.notes):
         console.print(line)
-    if base.trust_root is not None:
+    if trust_root is not None:
         console.print(
-            f"[yellow]trusting the test root {base.trust_root}: evidence under it "
+            f"[yellow]trusting the test root {trust_root}: evidence under it "
             "is marked emulated[/yellow]"
         )
-    if with_as_api:
-        from veritee.as_.api import create_app as create_as_app
-
-        as_app = create_as_app(
-            parts.attestation.service,
-            admin=parts.admin,
-            rvps=parts.attestation.rvps,
-            body_limit=base.body_limit,
-        )
-        parts.app.mount("/", as_app)  # after the KBS's own routes, which match first
     scheme = "https" if ssl is not None else "http"
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("veritee").setLevel(logging.INFO)
@@ -132,14 +125,53 @@ def _run_kbs(
             raise _fail(exc) from exc
         console.print(f"RA-TLS key broker (Verdictd protocol, mutual) on {bound[0]}:{bound[1]}")
     console.print(f"{what} on {scheme}://{listen_host}:{listen_port}")
-    uvicorn.run(
-        parts.app,
-        host=listen_host,
-        port=listen_port,
-        log_level="warning",
-        ssl_keyfile=str(ssl.private_key) if ssl and ssl.private_key else None,
-        ssl_certfile=str(ssl.certificate) if ssl and ssl.certificate else None,
+    plural = "s" if plan.workers > 1 else ""
+    console.print(f"{plan.workers} worker{plural}, RCAR sessions {escape(plan.sessions_where)}")
+    tls: dict[str, Any] = {
+        "ssl_keyfile": str(ssl.private_key) if ssl and ssl.private_key else None,
+        "ssl_certfile": str(ssl.certificate) if ssl and ssl.certificate else None,
+    }
+    if plan.workers == 1:
+        import uvicorn
+
+        uvicorn.run(parts.app, host=listen_host, port=listen_port, **tls, **server_options())
+        return
+    code = _supervise(plan.spec, listen_host, listen_port, tls)
+    if code:
+        raise typer.Exit(code)
+
+
+def _supervise(spec: ServeSpec, host: str, port: int, tls: dict[str, Any]) -> int:
+    """Run ``spec.workers`` worker processes on one port under uvicorn's supervisor (it
+    restarts a worker that dies); return non-zero when a worker could not start."""
+    import os
+
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from veritee.kbs.worker import FACTORY, SPEC_ENV
+
+    os.environ[SPEC_ENV] = spec.to_json()  # the spawned workers inherit it
+    config = uvicorn.Config(
+        FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=spec.workers,
+        **tls,
+        **server_options(),
     )
+    sock = config.bind_socket()  # a port in use exits here with STARTUP_FAILURE
+    supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+    failed = any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+    if failed:
+        Console(stderr=True).print("[red]error:[/red] a worker failed to start (see above)")
+    return STARTUP_FAILURE if failed else 0
 
 
 def _ratls_broker(
@@ -178,6 +210,7 @@ def serve_all(
         Path | None, typer.Option(help="Load every *.rego here as an attestation policy.")
     ] = None,
     ratls_listen: RatlsListen = None,
+    workers: Workers = None,
 ) -> None:
     """All in one: the KBS on :8080 with the AS and RVPS in process, SQLite in the data dir;
     the AS REST API (``POST /attestation``, policies, reference values, JWKS) on the same port."""
@@ -194,6 +227,7 @@ def serve_all(
         "KBS (with the Attestation Service and RVPS in process, and their REST API)",
         with_as_api=True,
         ratls_listen=ratls_listen,
+        workers=workers,
     )
 
 
@@ -209,11 +243,12 @@ def serve_kbs(
         Path | None, typer.Option(help="Load every *.rego here as an attestation policy.")
     ] = None,
     ratls_listen: RatlsListen = None,
+    workers: Workers = None,
 ) -> None:
     """The KBS on :8080; its attestation runs in process (Trustee's coco_as_builtin)."""
     _run_kbs(
         host, port, data_dir, config, trust_root, allow_sample, policy_dir, "KBS",
-        ratls_listen=ratls_listen,
+        ratls_listen=ratls_listen, workers=workers,
     )
 
 
@@ -269,7 +304,7 @@ def serve_rvps(
     if creds.created:
         console.print(f"admin token (Bearer) written to: {creds.token_path}")
     console.print(f"RVPS on http://{host}:{port or 50003}")
-    uvicorn.run(application, host=host, port=port or 50003, log_level="warning")
+    uvicorn.run(application, host=host, port=port or 50003, **server_options())
 
 
 @app.command("as")
@@ -323,4 +358,4 @@ def serve_as(
         parts.service, admin=parts.admin.auth, rvps=parts.rvps, body_limit=settings.body_limit
     )
     console.print(f"Attestation Service on http://{host}:{port}")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    uvicorn.run(application, host=host, port=port, **server_options())

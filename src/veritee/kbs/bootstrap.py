@@ -17,6 +17,7 @@ from veritee.kbs.app import create_kbs_app
 from veritee.kbs.resources import KvResourceBackend, LocalFsBackend, ResourceBackend
 from veritee.kbs.service import KbsService
 from veritee.kbs.session import MemorySessionStore, RedisSessionStore, SessionStore
+from veritee.kbs.session_sqlite import SqliteSessionStore
 from veritee.store.kv import KeyValueStore
 
 
@@ -25,7 +26,9 @@ class KbsSettings:
     """What a KBS needs beyond its Attestation Service's settings."""
 
     attestation: AsSettings
-    sessions: str = "memory"  # "memory" or a redis:// URL
+    #: "memory"; a redis:// URL; or a SQLite file (a path or sqlite:///path) shared by
+    #: every process on the machine (see :func:`session_store`).
+    sessions: str = "memory"
     session_timeout_s: int = 300
     resources_dir: Path | None = None  # LocalFs; None = the key-value store
     resources_layout: Literal["nested", "flat"] = "nested"
@@ -49,10 +52,27 @@ class KbsComponents:
     admin: AdminAuth
 
 
-def _sessions(spec: str) -> SessionStore:
-    if spec.startswith(("redis://", "rediss://", "unix://")):
-        return RedisSessionStore(spec)
-    return MemorySessionStore()
+_MEMORY = frozenset({"memory", "sqlite://", "sqlite:///:memory:", ":memory:"})
+_SQLITE_URL = "sqlite:///"
+
+
+def session_store(spec: str) -> SessionStore:
+    """The session store ``spec`` names: ``memory`` (also ``sqlite://``, a private
+    in-memory database), ``redis://…``/``rediss://…``/``unix://…``, or a SQLite file
+    (``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a plain path).  A
+    ``postgresql://`` URL (Trustee's Postgres session storage) keeps sessions in memory."""
+    text = spec.strip()
+    if text.startswith(("redis://", "rediss://", "unix://")):
+        return RedisSessionStore(text)
+    if text in _MEMORY or text.startswith(("postgres://", "postgresql://")):
+        return MemorySessionStore()
+    if text.startswith(_SQLITE_URL):
+        return SqliteSessionStore(text[len(_SQLITE_URL) :])
+    if "://" in text or not text:
+        raise ConfigError(
+            f"unsupported session store {spec!r}: use memory, redis://…, or a SQLite file"
+        )
+    return SqliteSessionStore(text)
 
 
 def _read_policy(path: Path | None) -> str | None:
@@ -81,7 +101,7 @@ def build_kbs(settings: KbsSettings) -> KbsComponents:
         trusted_token_keys=settings.trusted_token_keys,
         extra_teekey_paths=settings.extra_teekey_paths,
     )
-    sessions = _sessions(settings.sessions)
+    sessions = session_store(settings.sessions)
     admin = settings.admin if settings.admin is not None else parts.admin.auth
     app = create_kbs_app(
         service,
