@@ -25,9 +25,16 @@ from workers_live import serve_process, wait_for_workers
 from veritee.cli import app
 from veritee.emulator.root import TestRoot
 from veritee.errors import ConfigError
+from veritee.guest.eaa_kbc import EaaKbc, ratls_connector
+from veritee.guest.kbs_client import KbsClient
 from veritee.kbs.worker import ServeSpec, available_cpus, resolve
+from veritee.ratls.cert import make_identity
+from veritee.ratls.quoter import EmulatedQuoter
+from veritee.ratls.verify import RatlsVerifier
+from veritee.verifier.registry import VerifierSettings
 
 runner = CliRunner()
+ALLOW = 'package policy\n\nimport rego.v1\n\nallow if data.plugin == "resource"\n'
 
 
 def _local_fs(tmp_path: Path, extra: str = "") -> Path:
@@ -212,3 +219,31 @@ def test_serve_kbs_takes_workers_and_one_worker_runs_in_process(
     with serve_process(args, tmp_path / "out.txt") as served:
         assert "1 worker, RCAR sessions in memory" in served.output()
         assert wait_for_workers(served, 0) == []  # no worker processes: uvicorn in process
+
+
+def test_ratls_broker_runs_in_the_parent_beside_two_workers(
+    tmp_path: Path, test_root: TestRoot
+) -> None:
+    """The RA-TLS key broker is one listener in the serving parent; a resource stored
+    through the HTTP API (served by a worker) is released by it, from the shared store."""
+    address = f"127.0.0.1:{free_port()}"
+    config = _local_fs(
+        tmp_path,
+        f'[ratls]\nattester = "emulated-sgx"\nemulated_root = "{test_root.directory}"\n',
+    )
+    args = ["serve", "--workers", "2", "--data-dir", str(tmp_path / "state"), "--trust-root",
+            str(test_root.directory), "--config", str(config), "--ratls-listen", address]
+    kek = bytes(range(32))
+    with serve_process(args, tmp_path / "out.txt") as served:
+        wait_for_workers(served, 2)
+        token = (tmp_path / "state" / "admin.token").read_text().strip()
+        with KbsClient(served.url, admin_token=token) as admin:
+            admin.set_resource("default/image-kek/k1", kek)
+            admin.set_resource_policy(ALLOW)
+        output = " ".join(served.output().split())
+        assert "RA-TLS key broker (Verdictd protocol, mutual) on 127.0.0.1:" in output
+        assert "2 workers" in output
+        identity = make_identity(EmulatedQuoter(test_root.directory, "sgx"))
+        verifier = RatlsVerifier(VerifierSettings(trust_root=test_root.directory))
+        with EaaKbc(ratls_connector(address, identity, verifier, timeout=20)) as client:
+            assert client.get_resource("default/image-kek/k1") == kek
