@@ -50,6 +50,7 @@ from veritee.policy.engine import (
     evaluate,
     rule_names,
 )
+from veritee.policy.projection import projected_input
 from veritee.policy.pruning import pruned_input
 from veritee.store.kv import KeyValueStore
 from veritee.token.ear import TRUST_CLAIMS, ear_status, tier
@@ -86,6 +87,9 @@ query_reference_value(id) := value if {
 	value := data.reference[id]
 } else := null
 """
+
+#: Every rule an appraisal query reads (see ``_QUERIES``).
+OUTPUT_RULES = frozenset({"trust_claims", "extensions", "result", *LEGACY_RULES})
 
 _TRUST_CLAIMS_ERROR = "At least one policy claim must be set."
 
@@ -164,7 +168,7 @@ _QUERIES: dict[Generation, str] = {
 
 @dataclass(frozen=True)
 class _Cached:
-    digest: str
+    text: str
     generation: int
     kind: Generation
     compiled: CompiledQuery
@@ -291,11 +295,11 @@ class AttestationPolicies:
     def compiled(self, stored_id: str, text: str) -> tuple[Generation, CompiledQuery]:
         """The cached bundle of ``text`` for the current reference values,
         rebuilt when the text or the reference-value generation changed."""
-        digest = _digest(text)
         generation, values = self._rvs.snapshot()
         with self._lock:
             cached = self._cache.get(stored_id)
-        if cached is not None and cached.digest == digest and cached.generation == generation:
+        # The text itself is the key (exact comparison, cheaper than hashing it again).
+        if cached is not None and cached.text == text and cached.generation == generation:
             return cached.kind, cached.compiled
         kind = generation_of(text)
         modules = [(f"{stored_id}.rego", text)]
@@ -308,7 +312,7 @@ class AttestationPolicies:
             policy_id=stored_id,
         )
         with self._lock:
-            self._cache[stored_id] = _Cached(digest, generation, kind, compiled)
+            self._cache[stored_id] = _Cached(text, generation, kind, compiled)
         return kind, compiled
 
     def appraise(self, policy_id: str, tee_class: str, claims: JSON) -> Appraisal:
@@ -316,7 +320,9 @@ class AttestationPolicies:
         (the transformed claims of one device, the policy's ``input``)."""
         stored_id, text = self.resolve(policy_id, tee_class)
         kind, compiled = self.compiled(stored_id, text)
-        bindings = evaluate(compiled, pruned_input(text, claims))
+        policy_input = projected_input(text, claims, outputs=OUTPUT_RULES)
+        bindings = evaluate(compiled, pruned_input(text, claims) if policy_input is None
+                            else policy_input)
         extensions: list[dict[str, JSON]] = []
         if kind is Generation.LEGACY:
             vector = _legacy_vector(stored_id, bindings)
