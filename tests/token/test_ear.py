@@ -197,6 +197,29 @@ def test_non_verbose_drops_additional_evidence_without_mutating_input() -> None:
     assert annotated is not evidence
 
 
+
+def test_claims_share_nothing_with_the_evidence_and_extensions() -> None:
+    """The EAR holds copies: changing the claims never reaches the caller's evidence or
+    extension values, nor the other way round (nested objects and lists included)."""
+    evidence: dict[str, Any] = {"tdx": {"quote": {"body": {"mr_td": "aa"}}, "ids": [["x"]]}}
+    value: dict[str, Any] = {"validated": {"container_images": ["busybox"]}}
+    appraisal = SubmodAppraisal(
+        "cpu0", {"hardware": 2}, "default", evidence,
+        extensions=[{"name": "ear.trustee.identifiers", "key": -18, "value": value}],
+    )
+    claims = ear_claims([appraisal], EarSettings(), now=1)
+    body = claims["submods"]["cpu0"]
+    body["ear.veraison.annotated-evidence"]["tdx"]["quote"]["body"]["mr_td"] = "bb"
+    body["ear.veraison.annotated-evidence"]["tdx"]["ids"][0].append("y")
+    body["ear.trustee.identifiers"]["validated"]["container_images"].append("other")
+    assert evidence == {"tdx": {"quote": {"body": {"mr_td": "aa"}}, "ids": [["x"]]}}
+    assert value == {"validated": {"container_images": ["busybox"]}}
+    evidence["tdx"]["quote"]["body"]["mr_td"] = "cc"
+    again = ear_claims([appraisal], EarSettings(), now=1)["submods"]["cpu0"]
+    assert again["ear.veraison.annotated-evidence"]["tdx"]["quote"]["body"]["mr_td"] == "cc"
+    assert body["ear.veraison.annotated-evidence"]["tdx"]["quote"]["body"]["mr_td"] == "bb"
+
+
 def test_invalid_appraisals() -> None:
     ok = SubmodAppraisal("cpu0", {"hardware": 2}, "default", {})
     with pytest.raises(ValueError, match="at least one appraisal"):

@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from joserfc import jws
 
 from veritee.token.signer import CHAIN_FILE, KEY_FILE, SIGNER_CN, SignerError, TokenSigner
-from veritee.token.verify import TokenRegistry, verify_token
+from veritee.token.verify import BadSignature, TokenRegistry, verify_token
 
 FIXTURE_DIR = ("trustee", "attestation-service", "tests", "fixtures", "jwk")
 NOW = 1_760_426_134
@@ -236,3 +236,28 @@ def test_from_directory_missing(tmp_path: Path) -> None:
 def test_sign_refuses_non_json_claims() -> None:
     with pytest.raises(SignerError, match="cannot sign"):
         TokenSigner.generate().sign({"bad": object()})
+
+
+def test_each_signer_signs_with_its_own_key_and_header() -> None:
+    """The header is made once per signer: a replaced signer (a rotated key) puts its own
+    key in the header and its tokens fail under the old key, and the reverse."""
+    old, new = TokenSigner.generate(), TokenSigner.generate()
+    old_token, new_token = old.sign(CLAIMS), new.sign(CLAIMS)
+    assert _header(old_token)["kid"] == old.kid
+    assert _header(new_token)["kid"] == new.kid != old.kid
+    assert _header(new_token)["jwk"] == new.public_jwk()
+    assert verify_token(new_token, new.jwks(), now=NOW) == CLAIMS
+    with pytest.raises(BadSignature):
+        verify_token(new_token, old.jwks(), now=NOW)
+    with pytest.raises(BadSignature):
+        verify_token(old_token, new.jwks(), now=NOW)
+
+
+def test_signing_leaves_the_header_and_claims_as_they_were() -> None:
+    signer = TokenSigner.generate()
+    first = signer.sign(CLAIMS)
+    header = _header(first)
+    header["jwk"]["x5c"].append("tampered")
+    second = signer.sign({**CLAIMS, "iat": NOW + 1})
+    assert _header(second)["jwk"] == signer.public_jwk()
+    assert verify_token(second, signer.jwks(), now=NOW)["iat"] == NOW + 1

@@ -15,6 +15,7 @@ fixture ``expected-jwks.json`` is compared with exact equality upstream).
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import os
 from collections.abc import Mapping
@@ -119,6 +120,11 @@ class TokenSigner:
             else RSAKey.import_key(key)
         )
         self.kid: str = str(self._jose_key.thumbprint())
+        # The header and registry are the same for every token this signer makes.
+        self._header: dict[str, Any] = {
+            "typ": "JWT", "alg": self.alg, "kid": self.kid, "jwk": self.public_jwk()
+        }
+        self._registry = TokenRegistry(algorithms=[self.alg])
 
     @classmethod
     def generate(cls, alg: str = "ES256", *, rsa_bits: int = 3072) -> TokenSigner:
@@ -220,14 +226,13 @@ class TokenSigner:
 
     def sign(self, claims: Mapping[str, Any]) -> str:
         """``claims`` as a compact JWT with Trustee's header (plus ``kid``)."""
-        header = {"typ": "JWT", "alg": self.alg, "kid": self.kid, "jwk": self.public_jwk()}
         try:
             return jwt.encode(
-                header,
+                copy.deepcopy(self._header),
                 dict(claims),
                 self._jose_key,
                 algorithms=[self.alg],
-                registry=TokenRegistry(algorithms=[self.alg]),
+                registry=self._registry,
             )
         except (JoseError, TypeError, ValueError) as exc:
             raise SignerError(f"cannot sign the token: {exc}") from exc
