@@ -247,3 +247,18 @@ def test_ratls_broker_runs_in_the_parent_beside_two_workers(
         verifier = RatlsVerifier(VerifierSettings(trust_root=test_root.directory))
         with EaaKbc(ratls_connector(address, identity, verifier, timeout=20)) as client:
             assert client.get_resource("default/image-kek/k1") == kek
+
+
+def test_serve_as_with_two_workers(tmp_path: Path, test_root: TestRoot) -> None:
+    args = ["serve", "as", "--workers", "2", "--data-dir", str(tmp_path / "state"),
+            "--trust-root", str(test_root.directory)]
+    with serve_process(args, tmp_path / "out.txt") as served:
+        first = wait_for_workers(served, 2)
+        output = served.output()
+        assert "Attestation Service on http://127.0.0.1:" in output
+        assert "2 workers" in output
+        assert output.count("token signing key created") == 1  # once, in the parent
+        jwks = [httpx.get(f"{served.url}/.well-known/jwks.json", timeout=10) for _ in range(6)]
+        assert all(r.status_code == 200 for r in jwks)
+        assert len({r.text for r in jwks}) == 1  # one signing key, whichever worker answers
+        assert set(first) == set(wait_for_workers(served, 2))

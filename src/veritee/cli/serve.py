@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -141,7 +140,9 @@ def _run_kbs(
         raise typer.Exit(code)
 
 
-def _supervise(spec: ServeSpec, host: str, port: int, tls: dict[str, Any]) -> int:
+def _supervise(
+    spec: ServeSpec, host: str, port: int, tls: dict[str, Any], *, factory: str | None = None
+) -> int:
     """Run ``spec.workers`` worker processes on one port under uvicorn's supervisor (it
     restarts a worker that dies); return non-zero when a worker could not start."""
     import os
@@ -154,7 +155,7 @@ def _supervise(spec: ServeSpec, host: str, port: int, tls: dict[str, Any]) -> in
 
     os.environ[SPEC_ENV] = spec.to_json()  # the spawned workers inherit it
     config = uvicorn.Config(
-        FACTORY,
+        factory or FACTORY,
         factory=True,
         host=host,
         port=port,
@@ -322,30 +323,27 @@ def serve_as(
             "attestation-service/policies/opa/."
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes on the one port (default: the CPUs "
+                     "available; one when the store is in memory)."),
+    ] = None,
 ) -> None:
     """The Attestation Service (Trustee's restful-as API) on :50005."""
-    import uvicorn
+    from veritee.as_.bootstrap import describe_first_start
+    from veritee.kbs.worker import FACTORY_AS, ServeSpec, build_as, resolve_as
 
-    from veritee.as_.api import create_app
-    from veritee.as_.bootstrap import build_attestation_service, describe_first_start
-    from veritee.as_.config import AsSettings, load_as_config
-
-    directory = data_dir or veritee_home()
-    settings = AsSettings(data_dir=directory)
+    spec = ServeSpec(
+        data_dir=data_dir or veritee_home(), config=config, trust_root=trust_root,
+        allow_sample=allow_sample, policy_dir=policy_dir, workers=workers, role="as",
+    )
     try:
-        if config is not None:
-            settings = load_as_config(config, settings)
-        if trust_root is not None:
-            settings = replace(settings, trust_root=trust_root)
-        if allow_sample:
-            settings = replace(settings, allow_sample=True)
-        if policy_dir is not None:
-            settings = replace(settings, policy_dir=policy_dir)
-        parts = build_attestation_service(settings)
+        plan = resolve_as(spec)
+        parts, application = build_as(plan)  # the first start, once, before any worker
     except VeriteeError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    for line in (*describe_first_start(parts, directory), *settings.notes):
+        raise _fail(exc) from exc
+    settings = plan.settings
+    for line in (*describe_first_start(parts, spec.data_dir), *settings.notes, *plan.notes):
         console.print(line)
     if settings.trust_root is not None:
         console.print(
@@ -354,8 +352,13 @@ def serve_as(
         )
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("veritee").setLevel(logging.INFO)
-    application = create_app(
-        parts.service, admin=parts.admin.auth, rvps=parts.rvps, body_limit=settings.body_limit
-    )
     console.print(f"Attestation Service on http://{host}:{port}")
-    uvicorn.run(application, host=host, port=port, **server_options())
+    console.print(f"{plan.workers} worker{'s' if plan.workers > 1 else ''}")
+    if plan.workers == 1:
+        import uvicorn
+
+        uvicorn.run(application, host=host, port=port, **server_options())
+        return
+    code = _supervise(plan.spec, host, port, {}, factory=FACTORY_AS)
+    if code:
+        raise typer.Exit(code)

@@ -28,6 +28,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from veritee.as_.bootstrap import AsComponents, build_attestation_service
 from veritee.as_.config import AsSettings
 from veritee.errors import ConfigError
 from veritee.kbs.bootstrap import KbsComponents, KbsSettings, build_kbs
@@ -38,8 +39,9 @@ from veritee.kbs.settings import SESSIONS_FILE, kbs_settings_from_config
 #: The environment variable through which the parent hands its :class:`ServeSpec` to
 #: the workers uvicorn spawns.
 SPEC_ENV = "VERITEE_SERVE_WORKER_SPEC"
-#: uvicorn's import string for :func:`create_app` (``factory=True``).
+#: uvicorn's import strings for :func:`create_app` and :func:`create_as_worker_app`.
 FACTORY = "veritee.kbs.worker:create_app"
+FACTORY_AS = "veritee.kbs.worker:create_as_worker_app"
 
 _PRIVATE_STORES = frozenset({"sqlite://", "sqlite:///", "sqlite:///:memory:", ":memory:"})
 _MEMORY_SESSIONS = frozenset({"memory", "sqlite://", "sqlite:///:memory:", ":memory:"})
@@ -61,6 +63,7 @@ class ServeSpec:
     policy_dir: Path | None = None
     with_as_api: bool = False
     workers: int | None = None  # None: the config's worker_count, else available_cpus()
+    role: str = "kbs"  # "kbs" (with or without the AS API) or "as" (the AS alone)
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {
@@ -80,6 +83,7 @@ class ServeSpec:
                 policy_dir=_path(doc.get("policy_dir")),
                 with_as_api=bool(doc.get("with_as_api", False)),
                 workers=int(doc["workers"]) if doc.get("workers") is not None else None,
+                role=str(doc.get("role", "kbs")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"bad {SPEC_ENV}: {exc}") from exc
@@ -125,23 +129,30 @@ def resolve(spec: ServeSpec) -> ServePlan:
     loaded = load_kbs_config(spec.config) if spec.config is not None else None
     settings = kbs_settings_from_config(loaded, base) if loaded else KbsSettings(attestation=base)
     configured = loaded.http_server.worker_count if loaded is not None else None
-    workers = spec.workers or configured or available_cpus()
-    notes: list[str] = []
-    if workers > 1 and settings.attestation.store_url().strip() in _PRIVATE_STORES:
-        if spec.workers is not None and spec.workers > 1:
-            raise ConfigError(
-                f"--workers {spec.workers}: the configured data store (storage_type Memory) "
-                "lives in one process's memory and cannot be shared by workers; use "
-                "LocalFs, LocalJson or Postgres, or --workers 1"
-            )
-        notes.append(
-            "one worker: the data store (storage_type Memory) lives in one process's "
-            "memory (use LocalFs, LocalJson or Postgres to serve with several workers)"
-        )
-        workers = 1
+    workers, notes = _worker_count(spec, configured, settings.attestation.store_url())
     if workers > 1 and settings.sessions in _MEMORY_SESSIONS:
         settings = replace(settings, sessions=str(spec.data_dir / SESSIONS_FILE))
-    return ServePlan(replace(spec, workers=workers), settings, loaded, workers, tuple(notes))
+    return ServePlan(replace(spec, workers=workers), settings, loaded, workers, notes)
+
+
+def _worker_count(
+    spec: ServeSpec, configured: int | None, store_url: str
+) -> tuple[int, tuple[str, ...]]:
+    """``--workers``, else the configured count, else the CPUs; one worker (with a note)
+    when the data store is private to a process, or ConfigError if more were asked."""
+    workers = spec.workers or configured or available_cpus()
+    if workers == 1 or store_url.strip() not in _PRIVATE_STORES:
+        return workers, ()
+    if spec.workers is not None and spec.workers > 1:
+        raise ConfigError(
+            f"--workers {spec.workers}: the configured data store (storage_type Memory) "
+            "lives in one process's memory and cannot be shared by workers; use "
+            "LocalFs, LocalJson or Postgres, or --workers 1"
+        )
+    return 1, (
+        "one worker: the data store (storage_type Memory) lives in one process's "
+        "memory (use LocalFs, LocalJson or Postgres to serve with several workers)",
+    )
 
 
 def build(plan: ServePlan) -> KbsComponents:
@@ -176,25 +187,82 @@ def worker_plan(spec: ServeSpec) -> ServePlan:
     return resolve(replace(spec, policy_dir=None))
 
 
-def create_app() -> FastAPI:
-    """uvicorn's app factory in each worker process: the app for the parent's spec."""
+def _spec_from_env() -> ServeSpec:
     text = os.environ.get(SPEC_ENV)
     if text is None:
         raise ConfigError(f"{SPEC_ENV} is not set: workers are started by `veritee serve`")
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("veritee").setLevel(logging.INFO)
-    return build(worker_plan(ServeSpec.from_json(text))).app
+    return ServeSpec.from_json(text)
+
+
+def create_app() -> FastAPI:
+    """uvicorn's app factory in each worker process: the app for the parent's spec."""
+    return build(worker_plan(_spec_from_env())).app
+
+
+# --------------------------------------------------------------------------- serve as
+
+
+@dataclass(frozen=True)
+class AsPlan:
+    """``veritee serve as``: the Attestation Service alone, resolved like a ServePlan."""
+
+    spec: ServeSpec
+    settings: AsSettings
+    workers: int
+    notes: tuple[str, ...] = ()
+
+
+def resolve_as(spec: ServeSpec) -> AsPlan:
+    """The AS settings (an as-config.json over the data directory) and the worker count."""
+    from veritee.as_.config import load_as_config
+
+    settings = AsSettings(data_dir=spec.data_dir)
+    if spec.config is not None:
+        settings = load_as_config(spec.config, settings)
+    if spec.trust_root is not None:
+        settings = replace(settings, trust_root=spec.trust_root)
+    if spec.allow_sample:
+        settings = replace(settings, allow_sample=True)
+    if spec.policy_dir is not None:
+        settings = replace(settings, policy_dir=spec.policy_dir)
+    workers, notes = _worker_count(spec, None, settings.store_url())
+    return AsPlan(replace(spec, workers=workers, role="as"), settings, workers, notes)
+
+
+def build_as(plan: AsPlan) -> tuple[AsComponents, FastAPI]:
+    """The Attestation Service of ``plan`` and its REST app (keys created on first start)."""
+    from veritee.as_.api import create_app as create_as_app
+
+    parts = build_attestation_service(plan.settings)
+    application = create_as_app(
+        parts.service, admin=parts.admin.auth, rvps=parts.rvps,
+        body_limit=plan.settings.body_limit,
+    )
+    return parts, application
+
+
+def create_as_worker_app() -> FastAPI:
+    """uvicorn's app factory for a worker of ``veritee serve as``."""
+    spec = _spec_from_env()
+    return build_as(resolve_as(replace(spec, policy_dir=None)))[1]
 
 
 __all__ = [
     "FACTORY",
+    "FACTORY_AS",
     "SPEC_ENV",
+    "AsPlan",
     "ServePlan",
     "ServeSpec",
     "available_cpus",
     "build",
+    "build_as",
     "create_app",
+    "create_as_worker_app",
     "first_start",
     "resolve",
+    "resolve_as",
     "worker_plan",
 ]
