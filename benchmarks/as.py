@@ -5,6 +5,8 @@ In process, on emulated TDX evidence under a fresh test root:
 - policy_ms: appraising the verified claims with the default CPU policy (compiled bundle);
 - as_ms: the whole ``AttestationService.attest`` (parse, verify, transform, policy, EAR, sign);
 - as_overhead_ms = as_ms - verify_ms.
+The three are measured in turn within each iteration (medians), so a change of load on
+the machine weighs on all three alike.
 Over HTTP, against ``veritee serve as`` started as a separate process on 127.0.0.1:
 - requests_per_s with --clients concurrent clients for --seconds.
 
@@ -39,14 +41,18 @@ from veritee.emulator.root import TestRoot
 from veritee.verifier.base import VerifyOptions
 
 
-def _ms(fn: Callable[[], object], iterations: int) -> float:
-    fn()
-    samples = []
-    for _ in range(iterations):
-        start = time.perf_counter()
+def _interleaved_ms(fns: list[Callable[[], object]], iterations: int) -> list[float]:
+    """The median ms of each of ``fns``, run in turn within every iteration, so a change in
+    the machine's load (other processes) weighs on all of them alike."""
+    for fn in fns:
         fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(iterations):
+        for fn, out in zip(fns, samples, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1000)
+    return [statistics.median(out) for out in samples]
 
 
 def _free_port() -> int:
@@ -104,10 +110,11 @@ def main() -> None:
         options = VerifyOptions(report_data=b"\x01" * 48)
         [(tee_class, policy_input, _)] = service.verify_one(request.verification_requests[0])
 
-        verify_ms = _ms(lambda: verifier.verify(made.wire_bytes(), options), args.iterations)
-        policy_ms = _ms(lambda: service.policies.appraise("default", tee_class, policy_input),
-                        args.iterations)
-        as_ms = _ms(lambda: service.attest(request), args.iterations)
+        verify_ms, policy_ms, as_ms = _interleaved_ms(
+            [lambda: verifier.verify(made.wire_bytes(), options),
+             lambda: service.policies.appraise("default", tee_class, policy_input),
+             lambda: service.attest(request)],
+            args.iterations)
         overhead_ms = as_ms - verify_ms
 
         port = _free_port()
