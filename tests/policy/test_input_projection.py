@@ -25,6 +25,7 @@ from veritee.policy.attestation import (
 )
 from veritee.policy.engine import PolicyError, evaluate
 from veritee.policy.projection import input_paths, project, projected_input
+from veritee.policy.resource import ResourcePolicy
 from veritee.store.kv import MemoryStore, SqliteStore
 
 INTEL_VENDOR = "939a7233f79c4ca9940a0db3957f0607"
@@ -296,3 +297,46 @@ def test_a_policy_replaced_through_another_sqlite_connection_is_seen(tmp_path: P
             "p", "package policy\nimport rego.v1\nhardware := 3 if input.tdx.quote.body.mr_seam\n"
         )
         assert two.appraise("p", "cpu", TDX).vector == {"hardware": 3}
+
+
+def _token(claims: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "eat_profile": "tag:github.com,2024:confidential-containers/Trustee",
+        "iat": 1, "exp": 301, "iss": "CoCo-Attestation-Service",
+        "ear.verifier-id": {"developer": "https://confidentialcontainers.org", "build": "b"},
+        "submods": {"cpu0": {
+            "ear.status": "affirming",
+            "ear.trustworthiness-vector": {"executables": 3, "hardware": 2, "configuration": 2},
+            "ear.appraisal-policy-id": "default",
+            "ear.veraison.annotated-evidence": claims,
+        }},
+    }
+
+
+RESOURCE_POLICIES = {
+    str(path.relative_to(TRUSTEE)): path.read_text("utf-8")
+    for path in sorted((TRUSTEE / "kbs").rglob("*.rego"))
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESOURCE_POLICIES))
+def test_resource_policy_verdicts_never_change(name: str) -> None:
+    """KBS resource policies read a token: the same verdict on the whole and the projection."""
+    text = RESOURCE_POLICIES[name]
+    policy = ResourcePolicy(text)
+    compiled = policy._compiled(policy.data(repository="r", type_="t", tag="k", query={}))
+    paths = input_paths(text, frozenset({"allow"}))
+    for base in (_token(TDX), _token(SAMPLE)):
+        for claims in _variants(base):
+            reduced = claims if paths is None else project(claims, paths)
+            assert _outcome(compiled, reduced) == _outcome(compiled, claims), (name, claims)
+            assert policy.allows(claims, repository="r", type_="t", tag="k") is (
+                _outcome(compiled, claims) == {"allow": [True]}
+            )
+
+
+def test_trustees_default_resource_policy_reads_one_member_of_the_token() -> None:
+    text = RESOURCE_POLICIES["kbs/sample_policies/default.rego"]
+    assert projected_input(text, _token(TDX), outputs=frozenset({"allow"})) == {
+        "submods": {"cpu0": {"ear.veraison.annotated-evidence": {}}}
+    }

@@ -26,6 +26,7 @@ from veritee.policy.engine import (
     compile_policy,
     evaluate,
 )
+from veritee.policy.projection import projected_input
 from veritee.policy.pruning import pruned_input
 
 __all__ = ["RESOURCE_POLICY_ID", "ResourcePolicy"]
@@ -34,6 +35,7 @@ __all__ = ["RESOURCE_POLICY_ID", "ResourcePolicy"]
 RESOURCE_POLICY_ID = "resource-policy"
 
 _QUERY = "allow := [v | v := data.policy.allow]"
+_OUTPUTS = frozenset({"allow"})
 
 
 class ResourcePolicy:
@@ -100,7 +102,9 @@ class ResourcePolicy:
         """Whether ``data.policy.allow`` is exactly ``true`` for ``claims`` and
         this resource.  Evaluation errors raise :class:`PolicyError`."""
         data = self.data(repository=repository, type_=type_, tag=tag, query=query or {})
-        bindings = evaluate(self._compiled(data), pruned_input(self.text, claims))
+        reduced = projected_input(self.text, claims, outputs=_OUTPUTS)
+        bindings = evaluate(self._compiled(data), pruned_input(self.text, claims)
+                            if reduced is None else reduced)
         values = bindings.get("allow")
         if not isinstance(values, list):
             raise PolicyError(self.policy_id, "unreadable policy result")
