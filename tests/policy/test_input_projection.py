@@ -183,6 +183,7 @@ def test_the_policies_we_ship_and_trustees_are_projected() -> None:
         'package policy\nx := object.get(input, "tdx", {})\n',
         "package policy\nimport input.tdx as t\nx := t.quote\n",
         'package policy\nx := y with input as {"a": 1}\ny := input.a\n',
+        'package policy\nx := $"{input.tdx}"\ny := input.a\n',
     ],
 )
 def test_unbounded_input_use_is_not_projected(text: str) -> None:

@@ -7,8 +7,9 @@ paths: ``input.tdx.quote.body.mr_td``, ``input["az-snp-vtpm"].measurement``.
 
 :func:`input_paths` reads a policy's text (a small Rego lexer, nothing is evaluated) and
 returns the input paths it can reach, or ``None`` when it cannot prove that: ``input``
-used whole (``x := input``, ``walk(input)``, ``input[k]``), ``with`` (an input override)
-or ``import input``.  :func:`project` then keeps exactly those paths:
+used whole (``x := input``, ``walk(input)``, ``input[k]``), ``with`` (an input override),
+``import input`` or a template string (``$"{input.x}"``, whose inside is not read
+here).  :func:`project` then keeps exactly those paths:
 
 * ``input.a.b`` used in any expression keeps the whole value at ``a.b``; a static path
   followed by a dynamic index (``input.a.b[k]``) keeps everything under ``a.b``;
@@ -235,6 +236,9 @@ def _analyse(text: str, outputs: frozenset[str]) -> Projection:
             raise _Unprovable("with")
         if tok.kind == "ident" and tok.text == "import" and reader.is_ident(index + 1, "input"):
             raise _Unprovable("import input")
+        if tok.kind == "op" and tok.text == "$" and (following := reader.tok(index + 1)) \
+                and following.kind == "str":
+            raise _Unprovable("a template string may read input unseen")
     aliases_ok = _aliases_allowed(reader)
     root = Projection()
     aliases: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
