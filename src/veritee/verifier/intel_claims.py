@@ -40,6 +40,28 @@ def td_attribute_flags(td_attributes: bytes) -> dict[str, bool]:
     return {name: bool(bits >> bit & 1) for name, bit in _TD_FLAGS.items()}
 
 
+# (claim, offset, size) of the TD report body's byte fields, in claim order: the claims are
+# slices of one hex string of the body.
+_TD_FIELDS = (
+    ("tcb_svn", 0, 16),
+    ("mr_seam", 16, 48),
+    ("mrsigner_seam", 64, 48),
+    ("seam_attributes", 112, 8),
+    ("td_attributes", 120, 8),
+    ("xfam", 128, 8),
+    ("mr_td", 136, 48),
+    ("mr_config_id", 184, 48),
+    ("mr_owner", 232, 48),
+    ("mr_owner_config", 280, 48),
+    ("rtmr_0", 328, 48),
+    ("rtmr_1", 376, 48),
+    ("rtmr_2", 424, 48),
+    ("rtmr_3", 472, 48),
+    ("report_data", 520, 64),
+)
+_TD15_FIELDS = (("tee_tcb_svn2", 584, 16), ("mr_servicetd", 600, 48))
+
+
 def tdx_claims(quote: Quote) -> JSON:
     body = quote.body
     assert isinstance(body, TdReport)
@@ -52,23 +74,10 @@ def tdx_claims(quote: Quote) -> JSON:
         "vendor_id": h.vendor_id.hex(),
         "user_data": h.user_data.hex(),
     }
-    fields: JSON = {
-        "tcb_svn": body.tee_tcb_svn.hex(),
-        "mr_seam": body.mr_seam.hex(),
-        "mrsigner_seam": body.mrsigner_seam.hex(),
-        "seam_attributes": body.seam_attributes.hex(),
-        "td_attributes": body.td_attributes.hex(),
-        "xfam": body.xfam.hex(),
-        "mr_td": body.mr_td.hex(),
-        "mr_config_id": body.mr_config_id.hex(),
-        "mr_owner": body.mr_owner.hex(),
-        "mr_owner_config": body.mr_owner_config.hex(),
-        **{f"rtmr_{i}": rtmr.hex() for i, rtmr in enumerate(body.rtmrs)},
-        "report_data": body.report_data.hex(),
-    }
+    text = body.raw.hex()
+    fields: JSON = {name: text[2 * off : 2 * (off + size)] for name, off, size in _TD_FIELDS}
     if body.tee_tcb_svn2 is not None and body.mr_servicetd is not None:
-        fields["tee_tcb_svn2"] = body.tee_tcb_svn2.hex()
-        fields["mr_servicetd"] = body.mr_servicetd.hex()
+        fields.update((name, text[2 * off : 2 * (off + size)]) for name, off, size in _TD15_FIELDS)
     quote_map: JSON = {"header": header, "body": fields}
     if h.version == 5:
         quote_map["type"] = _u16(quote.body_type)
@@ -76,8 +85,8 @@ def tdx_claims(quote: Quote) -> JSON:
     return {
         "quote": quote_map,
         "td_attributes": td_attribute_flags(body.td_attributes),
-        "report_data": body.report_data.hex(),
-        "init_data": body.mr_config_id.hex(),
+        "report_data": fields["report_data"],
+        "init_data": fields["mr_config_id"],
     }
 
 

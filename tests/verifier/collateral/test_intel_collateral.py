@@ -324,3 +324,23 @@ def test_file_collateral_bad_files(tmp_path: Path) -> None:
     broken.write_text("{not json")
     with pytest.raises(ParseError, match="not JSON"):
         FileCollateral(broken).collateral_for(tee="tdx", fmspc=FMSPC, ca="platform", at=AS_OF)
+
+
+def test_file_collateral_sees_a_changed_file_at_its_next_look(
+    vectors: Path, tmp_path: Path
+) -> None:
+    first = (vectors / "dcap-qvl" / "tdx_quote_collateral.json").read_text()
+    second = (vectors / "go-tdx-guest" / "derived" / "collateral_50806f000000.json").read_text()
+    path = tmp_path / "collateral.json"
+    path.write_text(first)
+    every_time = FileCollateral(path, recheck=0)
+    rarely = FileCollateral(path, recheck=3600)
+    for source in (every_time, rarely):
+        source.collateral_for(tee="tdx", fmspc="B0C06F000000", ca="platform", at=AS_OF)
+    path.write_text(second + " " * 64)  # another size, so the stamp differs whatever the mtime
+    with pytest.raises(CollateralMissing):  # the new file has no entry for that FMSPC
+        every_time.collateral_for(tee="tdx", fmspc="B0C06F000000", ca="platform", at=AS_OF)
+    got = every_time.collateral_for(tee="tdx", fmspc=FMSPC, ca="platform", at=AS_OF)
+    assert json.loads(got) == json.loads(derived(vectors))
+    # until it looks again, the other still answers what it read from the first file
+    assert rarely.collateral_for(tee="tdx", fmspc="B0C06F000000", ca="platform", at=AS_OF)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
@@ -123,8 +124,13 @@ class FileCollateral:
     so that a wrong file fails here, by name, rather than deep in verification.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, recheck: float = 1.0) -> None:
+        """``recheck``: seconds between looks at the file's size and mtime; a file that
+        changes is read again at the next look (a stat per quote costs more than the rest of
+        this lookup)."""
         self.path = Path(path)
+        self._recheck = recheck
+        self._checked = 0.0
         self._stamp: tuple[int, int] | None = None
         self._answers: dict[tuple[str, str, str], str] = {}
 
@@ -134,9 +140,12 @@ class FileCollateral:
         """``root`` is not used to choose: a file is explicit, and the verifier checks
         what it holds against the quote's root."""
         fmspc = normalize_fmspc(fmspc)
-        stamp = self._file_stamp()
-        if stamp != self._stamp:
-            self._stamp, self._answers = stamp, {}
+        now = time.monotonic()
+        if self._stamp is None or now - self._checked >= self._recheck:
+            stamp = self._file_stamp()
+            self._checked = now
+            if stamp != self._stamp:
+                self._stamp, self._answers = stamp, {}
         key = (tee, fmspc, ca)
         answer = self._answers.get(key)
         if answer is None:
