@@ -97,3 +97,47 @@ def test_v5_body_size_must_match_type(vectors: Path) -> None:
     raw[50] ^= 0x01
     with pytest.raises(ParseError, match="body size"):
         parse_quote(bytes(raw))
+
+
+# The fast reader (fixed offsets) and the field-by-field one accept the same quotes and give
+# the same result or the same error.
+QUOTE_FILES = [
+    "dcap-qvl/sgx_quote",
+    "dcap-qvl/tdx_quote",
+    "dcap-qvl/tdx_quote_outdated",
+    "trustee/tdx_quote_5.dat",
+]
+
+
+def _outcome(parse: object, data: bytes) -> object:
+    assert callable(parse)
+    try:
+        return parse(data)
+    except ParseError as exc:
+        return ("ParseError", str(exc))
+
+
+@pytest.mark.parametrize("name", QUOTE_FILES)
+def test_fast_reader_agrees_with_the_checked_one(vectors: Path, name: str) -> None:
+    import random
+
+    from veritee.verifier import intel_quote
+
+    data = (vectors / name).read_bytes()
+    quote = intel_quote._parse_checked(data)
+    start = quote.sig_data_offset
+    # every length/type field, and bytes around the body and signature data
+    fields = [2, 4, 48, 50, start - 4, start + 128, start + 130, start + 128 + 6 + 384 + 64]
+    cases = [data] + [data[:cut] for cut in range(0, len(data), 97)]
+    for offset in fields:
+        for value in (0, 1, 5, 6, 0xFF):
+            mutated = bytearray(data)
+            mutated[offset] = value
+            cases += [bytes(mutated), bytes(mutated[:-1])]
+    rng = random.Random(name)
+    for _ in range(300):
+        mutated = bytearray(data)
+        mutated[rng.randrange(len(data))] = rng.randrange(256)
+        cases.append(bytes(mutated))
+    for case in cases:
+        assert _outcome(parse_quote, case) == _outcome(intel_quote._parse_checked, case)
