@@ -236,6 +236,9 @@ def test_from_directory_missing(tmp_path: Path) -> None:
 def test_sign_refuses_non_json_claims() -> None:
     with pytest.raises(SignerError, match="cannot sign"):
         TokenSigner.generate().sign({"bad": object()})
+    for number in (float("nan"), float("inf")):
+        with pytest.raises(SignerError, match="cannot sign"):
+            TokenSigner.generate().sign({"iat": NOW, "nested": [{"x": number}]})
 
 
 def test_each_signer_signs_with_its_own_key_and_header() -> None:

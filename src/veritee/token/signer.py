@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +43,14 @@ MIN_RSA_BITS = 2048
 SELF_SIGNED_YEARS = 10
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+class _StrictJSON(json.JSONEncoder):
+    """Claims as strict JSON (RFC 8259): NaN and infinities are refused, not written."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["allow_nan"] = False
+        super().__init__(**kwargs)
 
 
 class SignerError(TokenError):
@@ -233,6 +242,7 @@ class TokenSigner:
                 self._jose_key,
                 algorithms=[self.alg],
                 registry=self._registry,
+                encoder_cls=_StrictJSON,
             )
         except (JoseError, TypeError, ValueError) as exc:
             raise SignerError(f"cannot sign the token: {exc}") from exc
