@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
 from typing import Final
@@ -29,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from veritee.errors import VerificationError, VeriteeError
 from veritee.pem import load_certificates
+from veritee.verifier.chain_memo import LruMemo
 
 DEVICE_ROOT_SHA256: Final = "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48"
 RIM_ROOT_SHA256: Final = "12977b5115acb0381179279fffeb5a8c4d264971ebb32298023a465fa41df5d1"
@@ -123,10 +122,9 @@ def _check_link(cert: x509.Certificate, issuer: x509.Certificate, index: int) ->
 
 
 # A GPU presents the same chain at every attestation: remember the signatures that verified,
-# keyed by everything their validity depends on (signed bytes, signature, issuer key).
-_VERIFIED: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
-_VERIFIED_MAX: Final = 1024
-_VERIFIED_LOCK = threading.Lock()
+# keyed by everything their validity depends on (signed bytes, signature, issuer key).  Names,
+# CA flags and validity at the verification time are checked every time.
+_VERIFIED: Final[LruMemo[tuple[bytes, bytes, bytes], bool]] = LruMemo(1024)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -136,18 +134,13 @@ def _spki(cert: x509.Certificate) -> bytes:
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     key = (cert.tbs_certificate_bytes, cert.signature, _spki(issuer))
-    with _VERIFIED_LOCK:
-        if key in _VERIFIED:
-            _VERIFIED.move_to_end(key)
-            return True
+    if _VERIFIED.get(key):
+        return True
     try:
         cert.verify_directly_issued_by(issuer)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
-    with _VERIFIED_LOCK:
-        _VERIFIED[key] = None
-        while len(_VERIFIED) > _VERIFIED_MAX:
-            _VERIFIED.popitem(last=False)
+    _VERIFIED.put(key, True)
     return True
 
 
@@ -157,8 +150,7 @@ def clear_chain_memo() -> None:
     load_chain.cache_clear()
     fingerprint.cache_clear()
     _spki.cache_clear()
-    with _VERIFIED_LOCK:
-        _VERIFIED.clear()
+    _VERIFIED.clear()
 
 
 def _check_ca(cert: x509.Certificate) -> None:
