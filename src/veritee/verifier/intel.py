@@ -187,6 +187,17 @@ def _describe_root(der: bytes) -> str:
 
 
 @functools.lru_cache(maxsize=256)
+def _platform(pck_chain_pem: bytes, roots: tuple[bytes, ...]) -> tuple[PckInfo, bytes]:
+    """The PCK facts of a chain, and which of ``roots`` it ends in (a platform quotes with the
+    same chain every time; failures are not remembered)."""
+    try:
+        pck = parse_pck_chain(pck_chain_pem)
+    except ParseError as exc:
+        raise VerificationError("pck_chain", str(exc)) from exc
+    return pck, trusted_pck_root(pck_chain_pem, roots)
+
+
+@functools.lru_cache(maxsize=256)
 def _collateral_object(collateral_text: str) -> Any:
     return dcap_qvl.QuoteCollateralV3.from_json(collateral_text)
 
@@ -285,11 +296,7 @@ class IntelVerifier:
 
     def _platform(self, quote: Quote) -> tuple[PckInfo, bytes]:
         """The platform's PCK facts, and which trusted root its chain ends in."""
-        try:
-            pck = parse_pck_chain(quote.pck_chain_pem)
-        except ParseError as exc:
-            raise VerificationError("pck_chain", str(exc)) from exc
-        return pck, trusted_pck_root(quote.pck_chain_pem, self._roots)
+        return _platform(quote.pck_chain_pem, self._roots)
 
     def _collateral_text(self, pck: PckInfo, root: bytes, options: VerifyOptions) -> str:
         if self._collateral is None:

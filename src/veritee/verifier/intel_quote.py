@@ -9,9 +9,9 @@ common in real quotes) are ignored, as Intel's QVL ignores them.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -154,8 +154,10 @@ class Quote:
 _ENCLAVE_REPORT = struct.Struct("<16s4s12s16s16s32s32s32s32s64sHHH42s16s64s")
 _TD10_REPORT = struct.Struct("<16s48s48s8s8s8s48s48s48s48s48s48s48s48s64s")
 _TD15_TAIL = struct.Struct("<16s48s")
-_ENCLAVE_FIELDS = tuple(f.name for f in dataclasses.fields(EnclaveReport))[:-1]  # all but raw
-_TD_FIELDS = tuple(f.name for f in dataclasses.fields(TdReport))[:10]  # up to the RTMRs
+# The two constructors, called with the unpacked fields in layout order (the layouts above list
+# the fields in the classes' order; the test against the field-by-field reader pins it).
+_enclave_report: Callable[..., EnclaveReport] = EnclaveReport
+_td_report: Callable[..., TdReport] = TdReport
 assert _ENCLAVE_REPORT.size == SGX_BODY_LEN
 assert _TD10_REPORT.size == TD10_BODY_LEN
 assert _TD10_REPORT.size + _TD15_TAIL.size == TD15_BODY_LEN
@@ -163,8 +165,7 @@ assert _TD10_REPORT.size + _TD15_TAIL.size == TD15_BODY_LEN
 
 def parse_enclave_report(data: bytes, what: str = "sgx report body") -> EnclaveReport:
     if len(data) >= SGX_BODY_LEN:
-        fields = dict(zip(_ENCLAVE_FIELDS, _ENCLAVE_REPORT.unpack_from(data), strict=True))
-        return EnclaveReport(**fields, raw=data[:SGX_BODY_LEN])
+        return _enclave_report(*_ENCLAVE_REPORT.unpack_from(data), data[:SGX_BODY_LEN])
     r = Reader(data, what)
     report = EnclaveReport(
         cpu_svn=r.take(16, "cpu_svn"),
@@ -193,14 +194,8 @@ def parse_td_report(data: bytes, td15: bool) -> TdReport:
     if len(data) >= size:
         f = _TD10_REPORT.unpack_from(data)
         svn2, servicetd = _TD15_TAIL.unpack_from(data, TD10_BODY_LEN) if td15 else (None, None)
-        return TdReport(
-            **dict(zip(_TD_FIELDS, f[:10], strict=True)),
-            rtmrs=(f[10], f[11], f[12], f[13]),
-            report_data=f[14],
-            tee_tcb_svn2=svn2,
-            mr_servicetd=servicetd,
-            raw=data[:size],
-        )
+        rtmrs = (f[10], f[11], f[12], f[13])
+        return _td_report(*f[:10], rtmrs, f[14], svn2, servicetd, data[:size])
     r = Reader(data, "td report body")
     fields = (
         r.take(16, "tee_tcb_svn"),
