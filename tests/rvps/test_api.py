@@ -243,6 +243,11 @@ class BrokenStore(MemoryStore):
             raise VeriteeError("store postgresql://u:***@db/x: connection lost")
         return super().items(namespace)
 
+    def items_page(self, namespace: str, *, after: str | None = None, limit: int) -> list[Entry]:
+        if namespace == "reference_value":
+            raise VeriteeError("store postgresql://u:***@db/x: connection lost")
+        return super().items_page(namespace, after=after, limit=limit)
+
     def get(self, namespace: str, key: str) -> Entry | None:
         raise VeriteeError("store postgresql://u:***@db/x: connection lost")
 

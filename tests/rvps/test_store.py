@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from veritee.rvps.extractors import ExtractorError
-from veritee.rvps.model import InvalidReferenceValue, ReferenceValue
-from veritee.rvps.store import ReferenceValueStore
+from veritee.rvps.model import InvalidPageToken, InvalidReferenceValue, ReferenceValue
+from veritee.rvps.store import MAX_PAGE_SIZE, Page, ReferenceValueStore
 from veritee.store.kv import KeyValueStore, MemoryStore, SqliteStore
 from veritee.store.postgres import PostgresStore
 
@@ -283,3 +283,119 @@ def test_custom_namespace(kv: KeyValueStore) -> None:
     assert [e.key for e in kv.items("rv_one.meta")] == ["generation"]
     with pytest.raises(ValueError, match="namespace"):
         ReferenceValueStore(kv, namespace="bad namespace")
+
+
+# ------------------------------------------------------------------ pages
+
+
+def walk(rvps: ReferenceValueStore, limit: int, **options: object) -> list[list[str]]:
+    pages, token = [], None
+    while True:
+        page = rvps.page(limit=limit, token=token, at=NOW, **options)  # type: ignore[arg-type]
+        pages.append([v.name for v in page.values])
+        if page.next_token is None:
+            return pages
+        token = page.next_token
+
+
+def test_pages_by_name(rvps: ReferenceValueStore) -> None:
+    names = [f"rv/{i:02d}" for i in range(12)]
+    rvps.register([rv(n, i) for i, n in enumerate(reversed(names))])
+    assert walk(rvps, 5) == [names[:5], names[5:10], names[10:]]
+    assert walk(rvps, 4) == [names[:4], names[4:8], names[8:]]  # full last page: no empty one
+    assert walk(rvps, 1000) == [names]
+    first = rvps.page(limit=3, at=NOW)
+    assert [v.value for v in first.values] == [11, 10, 9]
+    assert rvps.page(at=NOW).values == rvps.list(at=NOW)  # default page size 100
+
+
+def test_pages_leave_out_expired_values_unless_asked(rvps: ReferenceValueStore) -> None:
+    expired = NOW - dt.timedelta(days=1)
+    rvps.register([rv(f"v{i}", i, expired if i % 3 else LATER) for i in range(10)])
+    assert walk(rvps, 2) == [["v0", "v3"], ["v6", "v9"]]
+    assert walk(rvps, 4, include_expired=True) == [
+        ["v0", "v1", "v2", "v3"], ["v4", "v5", "v6", "v7"], ["v8", "v9"],
+    ]
+    rvps.register([rv("w", 1, expired)])
+    assert walk(rvps, 4) == [["v0", "v3", "v6", "v9"]]
+
+
+def test_page_of_an_empty_store(rvps: ReferenceValueStore) -> None:
+    assert rvps.page(at=NOW) == Page([], None)
+
+
+def test_page_tokens_survive_changes(rvps: ReferenceValueStore) -> None:
+    rvps.register([rv(n, 1) for n in "abcdef"])
+    first = rvps.page(limit=3, at=NOW)
+    rvps.delete("d")
+    rvps.register([rv("c2", 1)])
+    assert [v.name for v in rvps.page(limit=3, token=first.next_token, at=NOW).values] == [
+        "c2", "e", "f",
+    ]
+
+
+@pytest.mark.parametrize(
+    "token", ["", "!!", "YQ=", "a", "Yg" + "=" * 2, "_-_-", "//8", "YWI\u00e9", "x" * 5000]
+)
+def test_invalid_page_token(rvps: ReferenceValueStore, token: str) -> None:
+    with pytest.raises(InvalidPageToken, match="invalid page token"):
+        rvps.page(token=token)
+
+
+@pytest.mark.parametrize("limit", [0, -1, MAX_PAGE_SIZE + 1, True])
+def test_page_limit_bounds(rvps: ReferenceValueStore, limit: int) -> None:
+    with pytest.raises(InvalidPageToken, match="page limit"):
+        rvps.page(limit=limit)
+
+
+def test_register_a_large_batch(rvps: ReferenceValueStore) -> None:
+    generation = rvps.snapshot(at=NOW)[0]
+    rvps.register([rv(f"n/{i:05d}", [str(i)]) for i in range(3000)])
+    assert rvps.get("n/02999", at=NOW) == ["2999"]
+    assert len(walk(rvps, 1000)) == 3
+    assert rvps.snapshot(at=NOW)[0] != generation
+
+
+# ------------------------------------------------------------ snapshot cache
+
+
+def test_cached_snapshot_sees_every_change(opener: Opener) -> None:
+    reader = ReferenceValueStore(opener())
+    writer = ReferenceValueStore(opener())
+    writer.register([rv("a", 1), rv("b", 2)])
+    g1, values = reader.snapshot(at=NOW)
+    assert reader.snapshot(at=NOW) == (g1, values)
+    writer.register([rv("a", 3)])  # another handle (replica) changes a value
+    g2, values = reader.snapshot(at=NOW)
+    assert (g2 != g1, dict(values)) == (True, {"a": 3, "b": 2})
+    writer.delete("b")
+    g3, values = reader.snapshot(at=NOW)
+    assert (g3 not in (g1, g2), dict(values)) == (True, {"a": 3})
+    writer.register([rv("a", 3)])  # same content again still refreshes
+    assert dict(reader.snapshot(at=NOW)[1]) == {"a": 3}
+
+
+def test_cached_snapshot_drops_a_value_once_expired(rvps: ReferenceValueStore) -> None:
+    rvps.register([rv("soon", 1, NOW + dt.timedelta(seconds=10)), rv("later", 2)])
+    first = rvps.snapshot(at=NOW)
+    assert rvps.snapshot(at=NOW + dt.timedelta(seconds=10)) == first  # expiration inclusive
+    generation, values = rvps.snapshot(at=NOW + dt.timedelta(seconds=11))
+    assert (generation != first[0], dict(values)) == (True, {"later": 2})
+    # An earlier time than the cached one is computed afresh, never served from it.
+    assert rvps.snapshot(at=NOW) == first
+
+
+def test_lookup_reads_only_the_names_asked(rvps: ReferenceValueStore) -> None:
+    rvps.register([rv(f"f{i}", i) for i in range(50)] + [rv("old", 1, NOW - dt.timedelta(1))])
+    generation, values = rvps.lookup(["f3", "f7", "missing", "old"], at=NOW)
+    assert dict(values) == {"f3": 3, "f7": 7}
+    assert rvps.lookup(["f7", "missing", "f3", "old"], at=NOW)[0] == generation
+    assert rvps.lookup(["f3"], at=NOW)[0] != generation  # other names, other generation
+    rvps.register([rv("f3", 33)])
+    changed, values = rvps.lookup(["f3", "f7", "missing", "old"], at=NOW)
+    assert (changed != generation, dict(values)) == (True, {"f3": 33, "f7": 7})
+    rvps.register([rv("f3", 33, NOW + dt.timedelta(seconds=5))])
+    _, values = rvps.lookup(["f3", "f7"], at=NOW + dt.timedelta(seconds=6))
+    assert dict(values) == {"f7": 7}
+    with pytest.raises(TypeError):
+        values["x"] = 1  # type: ignore[index]

@@ -5,6 +5,10 @@ By default the commands work on a store directly (``--store``: a path, or a
 With ``--url`` they talk to a running service's RVPS REST API instead,
 sending ``--token`` (or ``$VERITEE_ADMIN_TOKEN``) as a Bearer token.
 
+``list`` shows one page of values by name (``--limit``, default 100, at most
+1000); when more remain it prints on stderr the ``--page-token`` that lists the
+next page.
+
 Exit codes: 0 done, 1 failed (rejected value or message, unknown name,
 unreachable store or service), 2 usage (conflicting or missing options,
 an unreadable file, a ``--value`` that is not JSON).
@@ -18,7 +22,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import typer
@@ -30,7 +34,7 @@ from veritee.errors import VeriteeError
 from veritee.paths import veritee_home
 from veritee.rvps.api import parse_direct_values
 from veritee.rvps.model import JSON, ReferenceValue, format_expiration
-from veritee.rvps.store import ReferenceValueStore
+from veritee.rvps.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, ReferenceValueStore
 from veritee.store.postgres import open_store
 
 __all__ = ["app", "default_store_path"]
@@ -81,7 +85,7 @@ class _Backend(Protocol):
 
     def register_values(self, item: dict[str, JSON]) -> list[str]: ...
 
-    def list(self, include_expired: bool) -> list[ReferenceValue]: ...
+    def list(self, include_expired: bool, limit: int, token: str | None) -> Page: ...
 
     def delete(self, name: str) -> bool: ...
 
@@ -107,8 +111,10 @@ class _Local:
             raise _Failure("no store to register into")
         return self.store
 
-    def list(self, include_expired: bool) -> list[ReferenceValue]:
-        return [] if self.store is None else self.store.list(include_expired=include_expired)
+    def list(self, include_expired: bool, limit: int, token: str | None) -> Page:
+        if self.store is None:
+            return Page([], None)
+        return self.store.page(limit=limit, token=token, include_expired=include_expired)
 
     def delete(self, name: str) -> bool:
         return False if self.store is None else self.store.delete(name)
@@ -136,13 +142,21 @@ class _Remote:
     def register_values(self, item: dict[str, JSON]) -> list[str]:
         return _names(self._call("POST", "/rvps/reference-values", payload=item))
 
-    def list(self, include_expired: bool) -> list[ReferenceValue]:
-        query = "?include_expired=true" if include_expired else ""
-        answer = self._call("GET", f"/rvps/reference-values{query}")
-        if not isinstance(answer, list):
+    def list(self, include_expired: bool, limit: int, token: str | None) -> Page:
+        params = {"limit": str(limit)}
+        if token is not None:
+            params["page_token"] = token
+        if include_expired:
+            params["include_expired"] = "true"
+        answer = self._call("GET", "/rvps/reference-values?" + urlencode(params))
+        if isinstance(answer, list):  # a service from before paging: every value
+            answer = {"reference_values": answer, "next_page_token": None}
+        items = answer.get("reference_values") if isinstance(answer, dict) else None
+        following = answer.get("next_page_token") if isinstance(answer, dict) else None
+        if not isinstance(items, list) or not isinstance(following, str | None):
             raise _Failure(f"{self.base}: unexpected answer to the list request")
         try:
-            return [ReferenceValue.from_json(item) for item in answer]
+            return Page([ReferenceValue.from_json(item) for item in items], following)
         except VeriteeError as exc:
             raise _Failure(f"{self.base}: {exc}") from exc
 
@@ -282,18 +296,37 @@ def list_values(
     include_all: Annotated[
         bool, typer.Option("--all", help="Include expired values (never served)")
     ] = False,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", min=1, max=MAX_PAGE_SIZE, help=f"Values per page (at most {MAX_PAGE_SIZE})"
+        ),
+    ] = DEFAULT_PAGE_SIZE,
+    page_token: Annotated[
+        str | None,
+        typer.Option(
+            "--page-token", help="List the page after the one that printed this token",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """List reference values: name, value, expiration and state."""
+    """List reference values by name, one page at a time: name, value, expiration and state."""
     err = Console(stderr=True, highlight=False)
     try:
         backend = _backend(store, url, token, create=False)
         with closing(backend):
-            values = backend.list(include_all)
+            page = backend.list(include_all, limit, page_token)
     except (VeriteeError, _Failure) as exc:
         raise _run_failing(err, exc) from exc
+    values = page.values
+    if page.next_token is not None:
+        err.print(
+            f"more values: list the next page with --page-token {escape(page.next_token)}",
+            soft_wrap=True,
+        )
     if as_json:
         typer.echo(json.dumps([v.to_json() for v in values], indent=2, ensure_ascii=False))
         return

@@ -11,7 +11,14 @@ Routes (all JSON):
 * ``GET /rvps/reference-value/{name}`` — 200 the stored ``value``; 404 when
   unknown or expired.  ``name`` may contain ``/`` (Trustee ids often do).
 * ``GET /rvps/reference-values[?include_expired=true]`` — 200 a list of
-  Trustee's stored form ``{"version","name","expiration","value"}`` by name.
+  Trustee's stored form ``{"version","name","expiration","value"}`` by name:
+  every value when there are at most ``MAX_PAGE_SIZE`` (1000); beyond that the
+  first 1000, with headers ``X-Next-Page-Token`` and ``Link: <…>; rel="next"``.
+* ``GET /rvps/reference-values?limit=N[&page_token=T][&include_expired=true]``
+  (paged form, either parameter selects it) — 200 ``{"reference_values":
+  [...], "next_page_token": T | null}``: at most ``limit`` values (default 100;
+  a limit over 1000 gets 1000) by name after the page ``T`` names; ``null`` on the last page.  A
+  bad ``limit`` or a token not handed out here is 400 ``InvalidPageToken``.
 * ``DELETE /rvps/reference-value/{name}`` — 200 ``{"deleted": name}``; 404 when
   not stored.
 
@@ -38,6 +45,7 @@ from veritee.errors import VeriteeError
 from veritee.rvps.extractors import SAMPLE_VALIDITY_MONTHS, add_months
 from veritee.rvps.model import (
     DEFAULT_VERSION,
+    InvalidPageToken,
     InvalidReferenceValue,
     ReferenceValue,
     ReferenceValueNotFound,
@@ -45,7 +53,7 @@ from veritee.rvps.model import (
     check_json,
     parse_expiration,
 )
-from veritee.rvps.store import ReferenceValueStore
+from veritee.rvps.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ReferenceValueStore
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "parse_direct_values", "rvps_router"]
 
@@ -104,13 +112,33 @@ def rvps_router(
         return JSONResponse(found.value)
 
     @router.get("/rvps/reference-values", response_model=None)
-    async def list_values(request: Request, include_expired: bool = False) -> Response:
+    async def list_values(
+        request: Request,
+        include_expired: bool = False,
+        limit: str | None = None,
+        page_token: str | None = None,
+    ) -> Response:
         guard_read(request)
+        paged = limit is not None or page_token is not None
         try:
-            values = await run_in_threadpool(lambda: store.list(include_expired=include_expired))
+            size = _page_size(limit) if paged else MAX_PAGE_SIZE
+            page = await run_in_threadpool(
+                lambda: store.page(limit=size, token=page_token, include_expired=include_expired)
+            )
         except VeriteeError as exc:
             return _failure(exc)
-        return JSONResponse([v.to_json() for v in values])
+        values = [v.to_json() for v in page.values]
+        if paged:
+            return JSONResponse(
+                {"reference_values": values, "next_page_token": page.next_token}
+            )
+        headers = {}
+        if page.next_token is not None:
+            following = request.url.include_query_params(
+                limit=MAX_PAGE_SIZE, page_token=page.next_token
+            )
+            headers = {"X-Next-Page-Token": page.next_token, "Link": f'<{following}>; rel="next"'}
+        return JSONResponse(values, headers=headers)
 
     @router.delete("/rvps/reference-value/{name:path}", response_model=None)
     async def delete_value(name: str, request: Request) -> Response:
@@ -199,6 +227,14 @@ def _failure(exc: BaseException) -> JSONResponse:
         status, kind = 500, "StorageError"
     content: dict[str, Any] = {"type": kind, "detail": str(exc)}
     return JSONResponse(content, status_code=status)
+
+
+def _page_size(limit: str | None) -> int:
+    if limit is None or limit == "":
+        return DEFAULT_PAGE_SIZE
+    if not limit.isascii() or not limit.isdigit() or len(limit) > 9 or int(limit) < 1:
+        raise InvalidPageToken("limit must be a positive integer")
+    return min(int(limit), MAX_PAGE_SIZE)  # a larger limit gets the largest page
 
 
 def _refuse_constant(name: str) -> object:

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_VERSION",
     "EXPIRATION_FORMAT",
     "JSON",
+    "InvalidPageToken",
     "InvalidReferenceValue",
     "ReferenceValue",
     "ReferenceValueNotFound",
@@ -58,6 +59,12 @@ class InvalidReferenceValue(RvpsError):
     """A reference value that is malformed (name, value, expiration or version)."""
 
     type_name: ClassVar[str] = "InvalidReferenceValue"
+
+
+class InvalidPageToken(RvpsError):
+    """A listing page token (cursor) that this service did not hand out, or a bad page size."""
+
+    type_name: ClassVar[str] = "InvalidPageToken"
 
 
 class ReferenceValueNotFound(RvpsError):

@@ -10,11 +10,12 @@ are overwritten or deleted.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import json
 import re
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -22,10 +23,13 @@ from typing import Protocol
 
 from veritee.errors import InputError
 
-__all__ = ["Entry", "KeyValueStore", "MemoryStore", "SqliteStore"]
+__all__ = ["MAX_PAGE", "Entry", "KeyValueStore", "MemoryStore", "NewEntry", "SqliteStore"]
 
 # Namespaces become table names or key prefixes in other backends: keep them plain.
 _NAMESPACE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+#: The most entries one :meth:`KeyValueStore.items_page` call returns.
+MAX_PAGE = 10_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,29 @@ class KeyValueStore(Protocol):
     def items(self, namespace: str) -> list[Entry]:
         """Every entry of ``namespace``, ordered by key."""
         ...
+
+    def items_page(self, namespace: str, *, after: str | None = None, limit: int) -> list[Entry]:
+        """At most ``limit`` entries of ``namespace`` whose key sorts after ``after``
+        (from the first when ``None``), ordered by key (code point order, as
+        :meth:`items`): keyset pagination, each page costs its own size only."""
+        ...
+
+    def put_many(self, namespace: str, entries: Iterable[NewEntry]) -> None:
+        """Store every ``(key, value, expires_at)`` of ``entries`` as :meth:`put`
+        would, all or none (one transaction where the backend has them)."""
+        ...
+
+
+#: ``(key, value, expires_at)``: one entry for :meth:`KeyValueStore.put_many`.
+NewEntry = tuple[str, bytes, dt.datetime | None]
+
+
+def _check_page(namespace: str, after: str | None, limit: int) -> None:
+    _check(namespace, "-")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"page limit must be an integer from 1 to {MAX_PAGE}")
+    if after is not None and not isinstance(after, str):
+        raise ValueError("page start must be a key (a string) or None")
 
 
 def _check(namespace: str, key: str) -> None:
@@ -129,6 +156,34 @@ class MemoryStore:
         with self._lock:
             found = [e for (ns, _), e in self._data.items() if ns == namespace]
         return sorted(found, key=lambda e: e.key)
+
+    def items_page(self, namespace: str, *, after: str | None = None, limit: int) -> list[Entry]:
+        _check_page(namespace, after, limit)
+        with self._lock:
+            found = [
+                e
+                for (ns, key), e in self._data.items()
+                if ns == namespace and (after is None or key > after)
+            ]
+        return heapq.nsmallest(limit, found, key=lambda e: e.key)
+
+    def put_many(self, namespace: str, entries: Iterable[NewEntry]) -> None:
+        batch = list(entries)
+        for key, _, _ in batch:
+            _check(namespace, key)
+        stored_at = _now()
+        made = {
+            (namespace, key): Entry(
+                namespace=namespace,
+                key=key,
+                value=bytes(value),
+                stored_at=stored_at,
+                expires_at=None if expires_at is None else _utc(expires_at),
+            )
+            for key, value, expires_at in batch
+        }
+        with self._lock:
+            self._data.update(made)
 
 
 _SCHEMA = """
@@ -243,6 +298,46 @@ class SqliteStore:
                 (namespace,),
             ).fetchall()
         return [_entry(row) for row in rows]
+
+    def items_page(self, namespace: str, *, after: str | None = None, limit: int) -> list[Entry]:
+        _check_page(namespace, after, limit)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT namespace, key, value, stored_at, expires_at, meta"
+                " FROM kv WHERE namespace = ? AND key > ? ORDER BY key LIMIT ?",
+                (namespace, "" if after is None else after, limit),
+            ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def put_many(self, namespace: str, entries: Iterable[NewEntry]) -> None:
+        batch = list(entries)
+        for key, _, _ in batch:
+            _check(namespace, key)
+        stored_at = _now().isoformat()
+        rows = [
+            (
+                namespace,
+                key,
+                bytes(value),
+                stored_at,
+                None if expires_at is None else _utc(expires_at).isoformat(),
+                "{}",
+            )
+            for key, value, expires_at in batch
+        ]
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO kv"
+                    " (namespace, key, value, stored_at, expires_at, meta)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
 
 def _entry(row: _Row) -> Entry:

@@ -33,7 +33,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -43,7 +43,15 @@ import psycopg
 from psycopg import sql
 
 from veritee.errors import InputError, VeriteeError
-from veritee.store.kv import Entry, KeyValueStore, SqliteStore, _check, _utc
+from veritee.store.kv import (
+    Entry,
+    KeyValueStore,
+    NewEntry,
+    SqliteStore,
+    _check,
+    _check_page,
+    _utc,
+)
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -126,6 +134,10 @@ _ITEMS = sql.SQL(
     "SELECT namespace, key, value, stored_at, expires_at, meta FROM {}"
     " WHERE namespace = %s ORDER BY key"
 )
+_PAGE = sql.SQL(
+    "SELECT namespace, key, value, stored_at, expires_at, meta FROM {}"
+    " WHERE namespace = %s AND key > %s ORDER BY key LIMIT %s"
+)
 
 _Row = tuple[str, bytes, bytes, dt.datetime, dt.datetime | None, str]
 
@@ -151,7 +163,8 @@ class PostgresStore:
         self._pid = os.getpid()
         self._ident = sql.Identifier(table)
         # Composed once (by the query's identity: psycopg's SQL objects are unhashable).
-        self._statements = {id(q): q.format(self._ident) for q in (_SELECT, _PUT, _DELETE, _ITEMS)}
+        queries = (_SELECT, _PUT, _DELETE, _ITEMS, _PAGE)
+        self._statements = {id(q): q.format(self._ident) for q in queries}
         with self._lock:
             conn = self._connection()
             try:
@@ -224,6 +237,29 @@ class PostgresStore:
         _check(namespace, "-")
         rows = self._run(_ITEMS, (namespace,))
         return [_entry(row) for row in rows]
+
+    def items_page(self, namespace: str, *, after: str | None = None, limit: int) -> list[Entry]:
+        _check_page(namespace, after, limit)
+        rows = self._run(_PAGE, (namespace, b"" if after is None else _key(after), limit))
+        return [_entry(row) for row in rows]
+
+    def put_many(self, namespace: str, entries: Iterable[NewEntry]) -> None:
+        stored_at = dt.datetime.now(dt.UTC)
+        rows = []
+        for key, value, expires_at in entries:
+            _check(namespace, key)
+            expires = None if expires_at is None else _utc(expires_at)
+            rows.append((namespace, _key(key), bytes(value), stored_at, expires, "{}"))
+        if not rows:
+            return
+        statement = self._statements[id(_PUT)]
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction(), conn.cursor() as cursor:
+                    cursor.executemany(statement, rows)
+            except psycopg.Error as exc:
+                raise VeriteeError(f"store {self.url}: {self._clean(exc)}") from exc
 
     # -- connection handling -------------------------------------------------
 
