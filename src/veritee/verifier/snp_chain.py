@@ -202,8 +202,11 @@ def check_chain(chain: Chain, when: dt.datetime) -> tuple[x509.Certificate, x509
     candidates = [c for c in chain.trusted_arks if c.subject == ask.issuer]
     if not candidates:
         raise VerificationError("ark", f"no trusted ARK named {cn_of(ask.issuer)!r}")
-    # Test roots reuse AMD's names, so pick the trusted ARK whose key signed this ASK.
-    ark = next((c for c in candidates if _signs(c, ask)), candidates[0])
+    # Test roots reuse AMD's names, so pick the trusted ARK whose key signed this ASK (with one
+    # candidate there is nothing to pick: the ASK check below verifies that signature).
+    ark = candidates[0]
+    if len(candidates) > 1:
+        ark = next((c for c in candidates if _signs(c, ask)), ark)
     _check_signed("ark", ark, ark, when)
     _check_signed("ask", ask, ark, when)
     _check_signed("vek", vek, ask, when)
