@@ -452,36 +452,47 @@ HTTP_STACKS = {
 }
 
 
-def compare_http(
-    args: argparse.Namespace, root: TestRoot, tmp: Path, services: contextlib.ExitStack
+def compare(
+    args: argparse.Namespace,
+    root: TestRoot,
+    tmp: Path,
+    services: contextlib.ExitStack,
+    variants: dict[str, dict[str, str]],
 ) -> dict[str, dict[str, float]]:
-    """The same load against a server on each event loop/HTTP parser, alternating rounds."""
-    runs: dict[str, list[Run]] = {name: [] for name in HTTP_STACKS}
+    """The same load against a server run with each variant's environment, in alternating
+    rounds (so that the machine's load falls on all alike): flows/s, p50, server CPU per
+    flow, and the p50 of one sequential client."""
+    runs: dict[str, list[tuple[Run, Run]]] = {name: [] for name in variants}
     for round_ in range(2):
-        for name, env in HTTP_STACKS.items():
+        for name, env in variants.items():
             server = start(
                 args,
                 root,
-                tmp / f"http-{name}-{round_}",
+                tmp / f"ab-{name}-{round_}",
                 services,
                 workers=args.workers,
                 env_extra=env,
             )
             try:
-                runs[name].append(
-                    measure(server, root, clients=args.clients, seconds=args.seconds / 2)
-                )
+                loaded = measure(server, root, clients=args.clients, seconds=args.seconds / 2)
+                light = measure(server, root, clients=1, seconds=args.light_seconds / 2)
             finally:
                 server.stop()
+            runs[name].append((loaded, light))
     out = {}
     for name, measured in runs.items():
-        flows = sum(r.flows for r in measured)
+        flows = sum(loaded.flows for loaded, _ in measured)
         out[name] = {
-            "flows_per_s": round(statistics.mean(r.rate for r in measured), 1),
-            "p50_ms": round(statistics.median([x for r in measured for x in r.latencies]), 2),
-            "server_cpu_ms_per_flow": round(sum(r.cpu_s for r in measured) * 1000 / flows, 2),
+            "flows_per_s": round(statistics.mean(loaded.rate for loaded, _ in measured), 1),
+            "p50_ms": round(statistics.median([x for m, _ in measured for x in m.latencies]), 2),
+            "server_cpu_ms_per_flow": round(
+                sum(loaded.cpu_s for loaded, _ in measured) * 1000 / flows, 2
+            ),
+            "light_p50_ms": round(
+                statistics.median([x for _, light in measured for x in light.latencies]), 2
+            ),
         }
-        print(f"http stack {name}: {out[name]}")
+        print(f"{name}: {out[name]}")
     return out
 
 
@@ -512,6 +523,13 @@ def main() -> None:
         action="store_true",
         help="also compare asyncio+h11 with uvloop+httptools side by side",
     )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="also run, side by side, a server from another checkout's src/ (e.g. a git "
+        "worktree of the commit before a change): reported as 'baseline' and 'this'",
+    )
     args = parser.parse_args()
     if args.replicas > 1 and args.store != "postgres+redis":
         parser.error("several replicas need --store postgres+redis")
@@ -525,7 +543,11 @@ def main() -> None:
             light = measure(server, root, clients=1, seconds=args.light_seconds)
         finally:
             server.stop()
-        stacks = compare_http(args, root, tmp, services) if args.compare_http else None
+        stacks = compare(args, root, tmp, services, HTTP_STACKS) if args.compare_http else None
+        before_after = None
+        if args.baseline_src is not None:
+            baseline = {"PYTHONPATH": str(args.baseline_src.resolve())}
+            before_after = compare(args, root, tmp, services, {"baseline": baseline, "this": {}})
         if args.no_scaling:
             ratios, why = None, "not asked (--no-scaling)"
         else:
@@ -554,6 +576,8 @@ def main() -> None:
     }
     if stacks is not None:
         figures["http_stacks"] = stacks
+    if before_after is not None:
+        figures["before_after"] = before_after
     print(
         f"{run.flows} flows from {args.clients} client processes against {args.replicas} "
         f"replica(s) ({args.store}): {run.rate:.1f} flows/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms;"

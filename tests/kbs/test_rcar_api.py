@@ -26,7 +26,7 @@ from live_server import serve_app
 
 from veritee.errors import VerificationError
 from veritee.kbs import rcar
-from veritee.kbs.rcar_api import SESSION_COOKIE, rcar_router, session_token
+from veritee.kbs.rcar_api import SESSION_COOKIE, RcarRoutes, cookie_session_id, session_token
 from veritee.kbs.session import MemorySessionStore, RedisSessionStore, SessionStore
 from veritee.web import install_error_handlers
 
@@ -85,14 +85,15 @@ def app_for(
 ) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(
-        rcar_router(sessions=sessions, verify=verify, timeout_s=timeout_s, clock=clock)
+    app.add_middleware(
+        RcarRoutes, sessions=sessions, verify=verify, timeout_s=timeout_s, clock=clock
     )
 
     # Under /kbs/v0 like the resource route: the cookie (no Path) defaults to /kbs/v0.
     @app.get("/kbs/v0/whoami")
     async def whoami(request: Request) -> dict[str, str | None]:
-        return {"token": session_token(request, sessions, clock())}
+        session_id = cookie_session_id(request.headers.get("cookie"))
+        return {"token": session_token(session_id, sessions, clock())}
 
     return app
 

@@ -16,7 +16,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -60,17 +60,20 @@ class Ed25519AdminAuth:
     """Bearer JWTs signed by the admin Ed25519 key (alg EdDSA), with ``exp`` checked."""
 
     public_key: ed25519.Ed25519PublicKey
+    _jose: OKPKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Imported once: the key is fixed for the life of this object.
+        pem = self.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        object.__setattr__(self, "_jose", OKPKey.import_key(pem))
 
     def authorize(self, authorization: str | None, *, path: str) -> None:
         token = _bearer(authorization)
-        key = OKPKey.import_key(
-            self.public_key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
         try:
             with _eddsa_compat():
-                decoded = jwt.decode(token, key, algorithms=["EdDSA", "Ed25519"])
+                decoded = jwt.decode(token, self._jose, algorithms=["EdDSA", "Ed25519"])
         except (JoseError, ValueError) as exc:
             raise AdminAuthError(f"admin token for {path} does not verify") from exc
         exp = decoded.claims.get("exp")

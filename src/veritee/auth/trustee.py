@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
@@ -198,6 +199,16 @@ def _algs_for(key: PublicKey) -> frozenset[str]:
 
 
 def _jose_key(key: PublicKey) -> JoseKey:
+    """The joserfc form of ``key``, imported once per distinct key (by its SPKI bytes)."""
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return _import_spki(der)
+
+
+@functools.lru_cache(maxsize=64)
+def _import_spki(der: bytes) -> JoseKey:
+    key = serialization.load_der_public_key(der)
     pem = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

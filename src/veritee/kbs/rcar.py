@@ -32,8 +32,12 @@ from typing import Any, Protocol, cast
 
 import rfc8785
 
-from veritee.as_.request import AttestationRequest, parse_attestation_request
-from veritee.errors import VeriteeError
+from veritee.as_.errors import MalformedRequest, UnknownTee
+from veritee.as_.request import TEES as AS_TEES
+from veritee.as_.request import AttestationRequest, RuntimeData, VerificationRequest
+from veritee.as_.request import InitData as AsInitData
+from veritee.errors import ParseError, VeriteeError
+from veritee.initdata import parse_initdata
 from veritee.kbs.errors import AttestationError
 from veritee.kbs.session import Session, new_session_id
 
@@ -436,22 +440,37 @@ def attestation_request(
 ) -> AttestationRequest:
     """The AS request Trustee's built-in AS would build: the primary evidence with the
     primary runtime data, hash ``hash_alg`` and the init data; each additional device
-    with :func:`device_runtime_data` and its own :func:`hash_algorithm`."""
-    requests: list[dict[str, Any]] = []
+    with :func:`device_runtime_data` and its own :func:`hash_algorithm`.
+
+    Built directly, not as the REST body (base64url evidence) the AS would parse back:
+    the evidence bytes are the JSON this module serialised, and the checks that body
+    parsing makes on what is not already known good are made here (a tee the AS
+    verifies, init data TOML that parses)."""
+    requests: list[VerificationRequest] = []
     for index, (tee, evidence) in enumerate(evidences):
         primary = index == 0
-        item: dict[str, Any] = {
-            "tee": tee,
-            "evidence": base64.urlsafe_b64encode(evidence).decode("ascii").rstrip("="),
-            "runtime_data": {"structured": runtime if primary else device_runtime_data(runtime)},
-            "runtime_data_hash_algorithm": hash_alg if primary else hash_algorithm(tee),
-        }
+        if tee not in AS_TEES:
+            raise UnknownTee(
+                f"unknown or unsupported tee {tee!r}; this service verifies {', '.join(AS_TEES)}"
+            )
+        init = None
         if primary and init_data is not None:
-            item["init_data"] = {"init_data_toml": init_data.body}
-        requests.append(item)
-    return parse_attestation_request(
-        {"verification_requests": requests, "policy_ids": list(policy_ids)}
-    )
+            try:
+                document = parse_initdata(init_data.body)
+            except ParseError as exc:
+                raise MalformedRequest(str(exc)) from exc
+            init = AsInitData(digest=document.digest, document=document)
+        structured = runtime if primary else device_runtime_data(runtime)
+        requests.append(
+            VerificationRequest(
+                tee=tee,
+                evidence=evidence,
+                runtime_data=RuntimeData(structured=structured),
+                init_data=init,
+                hash_algorithm=hash_alg if primary else hash_algorithm(tee),
+            )
+        )
+    return AttestationRequest(verification_requests=requests, policy_ids=list(policy_ids))
 
 
 def as_verify(attest_fn: Callable[[AttestationRequest], str]) -> InitDataVerify:

@@ -31,7 +31,7 @@ from veritee.policy.engine import PolicyError
 from veritee.policy.resource import ResourcePolicy
 from veritee.rvps.store import ReferenceValueStore
 from veritee.store.kv import KeyValueStore
-from veritee.token.verify import TokenError, verify_token
+from veritee.token.verify import PublicKey, TokenError, trusted_keys, verify_token
 
 # Our default: release nothing until an operator says otherwise (default deny).
 DEFAULT_RESOURCE_POLICY = """package policy
@@ -89,6 +89,9 @@ class KbsService:
         self.resources = resources
         self._store = store
         self._extra_keys = tuple(trusted_token_keys)
+        # The token keys, imported once: (the signer, its kid = thumbprint, the keys).
+        self._keys: tuple[object, str, list[PublicKey]] | None = None
+        self._keys_lock = threading.Lock()
         self._pointers = (*extra_teekey_paths, *TEE_PUBKEY_POINTERS)
         self._policy_lock = threading.Lock()
         self._policy: tuple[str, ResourcePolicy] | None = None
@@ -135,11 +138,21 @@ class KbsService:
         keys.extend(self._extra_keys)
         return keys
 
+    def _imported_keys(self) -> list[PublicKey]:
+        """:meth:`token_keys` imported as joserfc keys, once per signing key: re-imported
+        when the AS has another signer or its key's thumbprint (kid) differs."""
+        signer = self.attestation.signer
+        cached = self._keys
+        if cached is not None and cached[0] is signer and cached[1] == signer.kid:
+            return cached[2]
+        with self._keys_lock:
+            keys = trusted_keys(self.token_keys())
+            self._keys = (signer, signer.kid, keys)
+        return keys
+
     def verify_token(self, token: str) -> dict[str, Any]:
         try:
-            return verify_token(
-                token, {"keys": self.token_keys()}, profile=self.attestation.ear.profile
-            )
+            return verify_token(token, self._imported_keys(), profile=self.attestation.ear.profile)
         except TokenError as exc:
             raise TokenVerifierError() from exc
 
