@@ -3,11 +3,7 @@
 The policy layer must give a policy only the values it can name
 (:func:`veritee.rvps.names.reference_names` and ``ReferenceValueStore.lookup``): with
 every value compiled into the policy's bundle, rego-cpp takes minutes to build it at
-10^5 values and each evaluation grows with the count.  When this checkout's
-``AttestationPolicies`` does not do it yet (``ReferenceValues`` has no ``lookup``),
-the run uses ``_NamedPolicies`` below, the proposed change, and says so
-(``policy_path``: ``"shipped"`` or ``"proposed"``); ``--shipped-values`` N then also
-times the shipped path with N values (build and steady state) for comparison.
+10^5 values and each evaluation grows with the count.
 
 In process, on emulated TDX evidence under a fresh test root, two Attestation
 Services over their own SQLite stores: one holding 10 reference values, one
@@ -46,44 +42,13 @@ from veritee.as_.config import AsSettings
 from veritee.as_.request import AttestationRequest, parse_attestation_request
 from veritee.emulator.evidence import EvidenceRequest, emulate
 from veritee.emulator.root import TestRoot
-from veritee.policy import attestation
-from veritee.policy.engine import CompiledQuery, rule_names
 from veritee.rvps.model import ReferenceValue
-from veritee.rvps.names import reference_names
 from veritee.rvps.store import ReferenceValueStore
 
-SHIPPED = hasattr(attestation.ReferenceValues, "lookup")
 
+def _build(settings: AsSettings) -> AsComponents:
+    return build_attestation_service(settings)
 
-class _NamedPolicies(attestation.AttestationPolicies):
-    """The proposed ``AttestationPolicies.compiled``: only the values the policy names."""
-
-    def compiled(
-        self, stored_id: str, text: str
-    ) -> tuple[attestation.Generation, CompiledQuery]:
-        rvps: ReferenceValueStore = self._rvs  # type: ignore[assignment]
-        names = reference_names(text)
-        generation, values = rvps.snapshot() if names is None else rvps.lookup(names)
-        with self._lock:
-            cached = self._cache.get(stored_id)
-        if cached is not None and cached.text == text and cached.generation == generation:
-            return cached.kind, cached.compiled
-        kind = attestation.generation_of(text)
-        modules = [(f"{stored_id}.rego", text)]
-        if attestation._RV_FUNCTION not in rule_names(text):
-            modules.append((attestation._RV_MODULE_NAME, attestation._RV_MODULE))
-        compiled = CompiledQuery(modules, attestation._QUERIES[kind],
-                                 data={"reference": dict(values)}, policy_id=stored_id)
-        with self._lock:
-            self._cache[stored_id] = attestation._Cached(text, generation, kind, compiled)
-        return kind, compiled
-
-
-def _build(settings: AsSettings, proposed: bool) -> AsComponents:
-    parts = build_attestation_service(settings)
-    if proposed:
-        parts.service.policies = _NamedPolicies(parts.store, parts.rvps)
-    return parts
 
 _LOOKED_UP = ("mr_td", "rtmr_1", "rtmr_2")
 
@@ -120,10 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--values", type=int, default=100_000)
-    parser.add_argument("--shipped-values", type=int, default=4000,
-                        help="values for the shipped path when it is not the proposed one")
     args = parser.parse_args()
-    proposed = not SHIPPED
     with tempfile.TemporaryDirectory() as tmp:
         root = TestRoot.init(Path(tmp) / "root")
         made = emulate(root, EvidenceRequest(tee="tdx", report_data=b"\x01" * 48))
@@ -132,9 +94,9 @@ def main() -> None:
             "runtime_data": {"raw": _b64(b"\x01" * 48)}}]}
         request = parse_attestation_request(body)
         small = _build(
-            AsSettings(data_dir=Path(tmp) / "small", trust_root=root.directory), proposed)
+            AsSettings(data_dir=Path(tmp) / "small", trust_root=root.directory))
         large = _build(
-            AsSettings(data_dir=Path(tmp) / "large", trust_root=root.directory), proposed)
+            AsSettings(data_dir=Path(tmp) / "large", trust_root=root.directory))
         [(_, claims, _)] = small.service.verify_one(request.verification_requests[0])
 
         small.rvps.register(_values(claims, 10))
@@ -160,9 +122,6 @@ def main() -> None:
             for name, parts in (("small", small), ("large", large)):
                 samples[name].append(_attest_ms(parts, request))
 
-        shipped: dict[str, float] = {}
-        if proposed and args.shipped_values:
-            shipped = _shipped(Path(tmp), root, request, claims, args)
         middle = _middle_token(large.rvps, args.values // 2)
         page_ms = _median_ms(lambda: large.rvps.page(limit=100, token=middle), 50)
         page_max_ms = _median_ms(lambda: large.rvps.page(limit=1000, token=middle), 20)
@@ -179,8 +138,6 @@ def main() -> None:
         "page_ms": round(page_ms, 3),
         "page_max_ms": round(page_max_ms, 3),
         "values": args.values,
-        "policy_path": "proposed" if proposed else "shipped",
-        **shipped,
         "verdict": verdicts.pop(),
     }
     print(f"attest, 10 values          {rvps_10:.3f} ms")
@@ -190,10 +147,6 @@ def main() -> None:
           f"{figures['change_100k_ms']} ms ({args.values} values)")
     print(f"register {args.values} values   {register_s:.2f} s")
     print(f"one page of 100 / 1000       {page_ms:.3f} ms / {page_max_ms:.3f} ms")
-    if shipped:
-        print(f"shipped path, {args.shipped_values} values: first attest "
-              f"{shipped['shipped_build_ms']:.0f} ms, then {shipped['shipped_ms']:.2f} ms "
-              f"(10 values: {shipped['shipped_10_ms']:.2f} ms)")
     print(json.dumps(figures))
 
 
@@ -202,22 +155,6 @@ def _middle_token(rvps: ReferenceValueStore, skip: int) -> str | None:
     for _ in range(skip // 1000):
         token = rvps.page(limit=1000, token=token).next_token
     return token
-
-
-def _shipped(tmp: Path, root: TestRoot, request: AttestationRequest, claims: dict[str, Any],
-             args: argparse.Namespace) -> dict[str, float]:
-    """The shipped AttestationPolicies (every value compiled in) with few and more values."""
-    out: dict[str, float] = {}
-    for label, count in (("shipped_10", 10), ("shipped", args.shipped_values)):
-        parts = build_attestation_service(
-            AsSettings(data_dir=tmp / label, trust_root=root.directory))
-        parts.rvps.register(_values(claims, count))
-        if label == "shipped":
-            out["shipped_build_ms"] = round(_attest_ms(parts, request), 1)
-        out[f"{label}_ms"] = round(
-            statistics.median(_attest_ms(parts, request) for _ in range(20)), 3)
-    out["shipped_values"] = args.shipped_values
-    return out
 
 
 def _median_ms(fn: Any, iterations: int) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ class FakeReferenceValues:
     def snapshot(self) -> tuple[int, Mapping[str, Any]]:
         self.snapshots += 1
         return self.generation, dict(self.values)
+
+    def lookup(self, names: Iterable[str]) -> tuple[int, Mapping[str, Any]]:
+        return self.generation, {n: self.values[n] for n in names if n in self.values}
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ RVS: dict[str, Any] = {
 class StaticValues:
     def snapshot(self) -> tuple[int, Mapping[str, Any]]:
         return 1, RVS
+
+    def lookup(self, names: Iterable[str]) -> tuple[int, Mapping[str, Any]]:
+        return 1, {n: RVS[n] for n in names if n in RVS}
 
 
 def _trustee_policies() -> dict[str, str]:

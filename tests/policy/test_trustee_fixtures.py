@@ -8,7 +8,7 @@ Expected values come from Trustee's tests at the commits in SOURCES.md
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -36,6 +36,9 @@ class StaticValues:
 
     def snapshot(self) -> tuple[int, Mapping[str, Any]]:
         return 1, self.values
+
+    def lookup(self, names: Iterable[str]) -> tuple[int, Mapping[str, Any]]:
+        return 1, {n: self.values[n] for n in names if n in self.values}
 
 
 def policies_with(policy_id: str, path: str, rvs: Mapping[str, Any] | None = None) -> Any:

@@ -13,6 +13,7 @@ the VBIOS and driver versions among the reference values.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from datadir import TRUSTEE, VECTORS
@@ -35,6 +36,9 @@ class Values:
 
     def snapshot(self) -> tuple[int, dict[str, Any]]:
         return 1, self.values
+
+    def lookup(self, names: Iterable[str]) -> tuple[int, Mapping[str, Any]]:
+        return 1, {n: self.values[n] for n in names if n in self.values}
 
 
 def appraise(claims: dict[str, Any], reference: dict[str, Any] | None = None) -> dict[str, int]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
@@ -52,6 +52,7 @@ from veritee.policy.engine import (
 )
 from veritee.policy.projection import projected_input
 from veritee.policy.pruning import pruned_input
+from veritee.rvps.names import reference_names
 from veritee.store.kv import KeyValueStore
 from veritee.token.ear import TRUST_CLAIMS, ear_status, tier
 
@@ -100,6 +101,10 @@ class ReferenceValues(Protocol):
     def snapshot(self) -> tuple[int, Mapping[str, JSON]]:
         """``(generation, {name: value})`` of the values not expired; the
         generation changes whenever the values change."""
+        ...
+
+    def lookup(self, names: Iterable[str]) -> tuple[int, Mapping[str, JSON]]:
+        """The same for just ``names`` (those stored and not expired), read one by one."""
         ...
 
 
@@ -295,7 +300,10 @@ class AttestationPolicies:
     def compiled(self, stored_id: str, text: str) -> tuple[Generation, CompiledQuery]:
         """The cached bundle of ``text`` for the current reference values,
         rebuilt when the text or the reference-value generation changed."""
-        generation, values = self._rvs.snapshot()
+        # Only the values the policy can name (all of them when that is unbounded):
+        # rego-cpp's build and every query grow with the data compiled in.
+        names = reference_names(text)
+        generation, values = self._rvs.snapshot() if names is None else self._rvs.lookup(names)
         with self._lock:
             cached = self._cache.get(stored_id)
         # The text itself is the key (exact comparison, cheaper than hashing it again).
